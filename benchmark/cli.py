@@ -1,0 +1,63 @@
+"""`matteralign` / `python -m benchmark`: one subcommand per workflow.
+
+Each subcommand lives in its own module exposing `add_arguments(parser)` and `main(args) -> int`; the
+module is imported only when its command runs, so `--help` needs no model or plotting package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from benchmark import __version__
+from benchmark.errors import MatteralignError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("benchmark.pipeline.cli", "embed every (model, task), compute metrics, log MLflow runs, write the leaderboard"),
+    "models": ("benchmark.registry.cli", "list models.yaml entries and whether each can run here (and why not)"),
+    "tasks": ("benchmark.registry.tasks_cli", "list the tasks and their roles"),
+    "leaderboard": ("benchmark.leaderboard.cli", "read runs back from MLflow and write leaderboard/ (md, csv, json, html)"),
+    "compare": ("benchmark.leaderboard.compare_cmd", "all pairwise alignment matrices for one task, logged to MLflow"),
+    "check": ("benchmark.gate", "release gate: candidate vs baseline model version; exit 0 pass, 1 regression, 2 cannot compare"),
+    "submit": ("benchmark.submit", "validate a new models.yaml entry, run it on every task, regenerate the leaderboard"),
+    "reproduce": ("benchmark.report.reproduce", "reproduce the paper's findings and write the report"),
+    "train-convergence": ("benchmark.convergence.cli", "train the small-MLIP family of the convergence experiment"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="matteralign",
+        description="Representational alignment of scientific foundation models, tracked in MLflow.",
+    )
+    parser.add_argument("--version", action="version", version=f"matteralign {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, _ = parser.parse_known_args(argv)
+    if not getattr(args, "_module", None):
+        parser.print_help()
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    module = importlib.import_module(args._module)
+    sub = argparse.ArgumentParser(prog=f"matteralign {args.command}", description=COMMANDS[args.command][1])
+    module.add_arguments(sub)
+    sub_args = sub.parse_args(argv[argv.index(args.command) + 1 :])
+    try:
+        return int(module.main(sub_args) or 0)
+    except MatteralignError as exc:
+        print(f"matteralign {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"matteralign {args.command}: interrupted. Finished shards stay in the cache; rerun to resume.",
+            file=sys.stderr,
+        )
+        return 130

@@ -1,0 +1,128 @@
+"""The one interface every model sits behind: load, say what it can embed, embed a batch.
+
+An adapter returns one vector per structure (the last hidden layer, pooled over atoms or tokens) and,
+where the model has an energy head, the total energy in eV. Everything else (batching, caching,
+metrics, logging) is the pipeline's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+from benchmark.errors import ModelUnavailable
+from benchmark.registry.schema import ModelEntry
+from benchmark.structures import Sample
+
+
+@dataclass
+class EmbedOutput:
+    """features: (batch, dim) float array; energies: (batch,) total energies in eV, or None."""
+
+    features: np.ndarray
+    energies: np.ndarray | None = None
+
+
+class ModelAdapter(ABC):
+    """Base class. Subclasses set `modality` and `feature_source`, and implement `_load` and `embed`."""
+
+    modality: ClassVar[str] = "atoms"
+    #: where the features are taken from (module / hook) and why; shown by `matteralign models`
+    feature_source: ClassVar[str] = ""
+    #: python packages the adapter imports; checked by `available()` without importing them
+    packages: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, entry: ModelEntry, device: str = "cpu") -> None:
+        self.entry = entry
+        self.options = dict(entry.options)
+        self.device = device
+        self._loaded = False
+
+    # --- availability -------------------------------------------------------------------------
+    @classmethod
+    def missing_packages(cls) -> list[str]:
+        import importlib.util
+
+        return [p for p in cls.packages if importlib.util.find_spec(p) is None]
+
+    def unavailable_reason(self) -> str | None:
+        """Why this model cannot run here (missing package / weights), or None. Must not load the model."""
+        missing = self.missing_packages()
+        if missing:
+            return (
+                f"package(s) {', '.join(missing)} not installed; install with: "
+                f"pip install {' '.join(self.entry.requirements or missing)}"
+            )
+        return None
+
+    def load(self) -> None:
+        if self._loaded:
+            return
+        reason = self.unavailable_reason()
+        if reason:
+            raise ModelUnavailable(f"model {self.entry.key!r} cannot run: {reason}")
+        self._load()
+        self._loaded = True
+
+    @abstractmethod
+    def _load(self) -> None:
+        """Build the model and load its weights; raise ModelUnavailable with the fix when they are absent."""
+
+    # --- what it can embed ----------------------------------------------------------------------
+    def unsupported(self, sample: Sample) -> str | None:
+        """Why this sample cannot be embedded by this model (e.g. an element outside its training set).
+
+        The modality checked is the models.yaml entry's, which is the registry's word on what the model reads.
+        """
+        modality = self.entry.modality
+        if modality == "atoms" and (sample.numbers is None or sample.positions is None):
+            return "no 3D structure"
+        if modality == "smiles" and not sample.smiles:
+            return "no SMILES"
+        if modality == "text" and not (sample.text or sample.smiles):
+            return "no text or SMILES"
+        if modality == "protein" and not sample.sequence:
+            return "no protein sequence"
+        return None
+
+    @abstractmethod
+    def embed(self, samples: Sequence[Sample]) -> EmbedOutput:
+        """Per-structure features (and energies when the model has an energy head) for one batch."""
+
+    # --- identity -------------------------------------------------------------------------------
+    def checkpoint_digest(self) -> str:
+        """Content digest of the weights: the file's sha256 when the checkpoint is a file, else of its name.
+
+        Subclasses whose weights live inside a package override this to hash the real file.
+        """
+        ckpt = self.entry.checkpoint
+        if ckpt:
+            path = Path(os.path.expandvars(os.path.expanduser(ckpt)))
+            if path.is_file():
+                return file_digest(path)
+        return hashlib.sha256(f"{self.entry.adapter}|{ckpt}|{sorted(self.options.items())}".encode()).hexdigest()
+
+
+def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def mean_pool(node_features: np.ndarray, batch_index: np.ndarray, n_graphs: int) -> np.ndarray:
+    """Mean of per-atom features per structure (batch_index[i] = structure of atom i)."""
+    node_features = np.asarray(node_features, dtype=np.float64)
+    out = np.zeros((n_graphs, node_features.shape[1]), dtype=np.float64)
+    np.add.at(out, batch_index, node_features)
+    counts = np.bincount(batch_index, minlength=n_graphs).astype(np.float64)
+    if np.any(counts == 0):
+        raise ValueError("a structure in the batch has no atoms")
+    return out / counts[:, None]

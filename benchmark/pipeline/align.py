@@ -1,0 +1,136 @@
+"""Stage 2 of a run: per-model geometry metrics and alignment to the task's reference model.
+
+Every model's kNN graphs are computed once (cached next to its embeddings, keyed by the embedding's cache
+key) and reused by every metric. Alignment uses the platonic-rep preparation (clip + L2 normalise);
+intrinsic dimension uses Euclidean distances on the raw features, as TwoNN is defined. A metric that
+cannot be computed for a model (degenerate embedding, too few points) is recorded as a tag
+`matteralign.metric_error.<name>` with the reason, never logged as a number.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from benchmark import tracking
+from benchmark.errors import DataError
+from benchmark.knn import cached_knn_graph, prepare_features
+from benchmark.metrics import (
+    alignment_ci,
+    check_paired,
+    cknna,
+    idcor,
+    information_imbalance,
+    linear_cka,
+    mle_id,
+    mutual_knn,
+    twonn,
+)
+from benchmark.pipeline.reference import ReferenceChoice
+
+MLE_K = 20
+
+
+def _safe(errors: dict[str, str], name: str, fn: Callable[[], object]):
+    """Run one metric; a DataError or a numerical warning becomes a recorded error instead of a number."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = fn()
+        for w in caught:
+            errors.setdefault(f"warning.{name}", str(w.message)[:500])
+        return value
+    except (DataError, ValueError, FloatingPointError) as exc:
+        errors[name] = f"{type(exc).__name__}: {exc}"[:500]
+        return None
+
+
+def align_task(results: list, choice: ReferenceChoice, cfg, root: Path) -> None:
+    """Add geometry and alignment metrics to every ok result of one task and to its MLflow child run."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    ok = [r for r in results if r.status == "ok" and r.features is not None]
+    if not ok:
+        return
+    n = len(ok[0].ids)
+    k = min(cfg.k, n - 1)
+    k_euc = min(MLE_K, n - 1)
+    prepared: dict[str, np.ndarray] = {}
+    cos_graphs: dict = {}
+    errors: dict[str, dict[str, str]] = {r.model: {} for r in ok}
+    knn_dir = root / "knn"
+    for r in ok:
+        err = errors[r.model]
+        raw = np.asarray(r.features, dtype=np.float64)
+        p = _safe(err, "prepare", lambda: prepare_features(raw))
+        if p is None:
+            continue
+        prepared[r.model] = p
+        cos_graphs[r.model] = _safe(
+            err, "knn_cosine", lambda: cached_knn_graph(p, k, "cosine", knn_dir / f"{r.cache_key}-cosine.npz")
+        )
+        g_euc = _safe(
+            err, "knn_euclidean", lambda: cached_knn_graph(raw, k_euc, "euclidean", knn_dir / f"{r.cache_key}-euclidean.npz")
+        )
+        if g_euc is not None:
+            v = _safe(err, "intrinsic_dimension", lambda: twonn(g_euc))
+            if v is not None:
+                r.metrics["intrinsic_dimension"] = float(v)
+            if k_euc >= 3:
+                v = _safe(err, "mle_dimension", lambda: mle_id(g_euc, k=k_euc))
+                if v is not None:
+                    r.metrics["mle_dimension"] = float(v)
+
+    ref = next((r for r in ok if r.model == choice.model), None)
+    if ref is not None and cos_graphs.get(ref.model) is not None:
+        g_ref, p_ref, raw_ref = cos_graphs[ref.model], prepared[ref.model], ref.features
+        for r in ok:
+            err = errors[r.model]
+            g = cos_graphs.get(r.model)
+            if g is None:
+                continue
+            check_paired(r.ids, ref.ids, r.model, ref.model)
+            p = prepared[r.model]
+            values = {
+                "cknna_to_ref": _safe(err, "cknna_to_ref", lambda: cknna(g, g_ref, k=k)),
+                "mutual_knn_to_ref": _safe(err, "mutual_knn_to_ref", lambda: mutual_knn(g, g_ref, k=k)),
+                "cka_to_ref": _safe(err, "cka_to_ref", lambda: linear_cka(p, p_ref)),
+                "info_imbalance_ref_to_model": _safe(
+                    err, "info_imbalance_ref_to_model", lambda: information_imbalance(p_ref, p)
+                ),
+                "info_imbalance_model_to_ref": _safe(
+                    err, "info_imbalance_model_to_ref", lambda: information_imbalance(p, p_ref)
+                ),
+            }
+            ci = _safe(err, "cknna_to_ref_ci", lambda: alignment_ci(g, g_ref, "cknna", k=k, n_boot=cfg.n_boot))
+            if ci is not None:
+                values["cknna_to_ref_ci_low"], values["cknna_to_ref_ci_high"] = ci
+            ic = _safe(err, "idcor_to_ref", lambda: idcor(r.features, raw_ref, n_perm=cfg.n_perm))
+            if ic is not None:
+                values["idcor_to_ref"], values["idcor_pvalue"] = ic
+            r.metrics.update({name: float(v) for name, v in values.items() if v is not None and np.isfinite(v)})
+
+    client = MlflowClient()
+    T = tracking.TAG
+    for r in ok:
+        if r.run_id is None:
+            continue
+        keys = [
+            "intrinsic_dimension", "mle_dimension", "cknna_to_ref", "cknna_to_ref_ci_low", "cknna_to_ref_ci_high",
+            "mutual_knn_to_ref", "cka_to_ref", "info_imbalance_ref_to_model", "info_imbalance_model_to_ref",
+            "idcor_to_ref", "idcor_pvalue",
+        ]
+        now = int(time.time() * 1000)
+        metrics = [Metric(name, r.metrics[name], now, 0) for name in keys if name in r.metrics]
+        if metrics:
+            client.log_batch(r.run_id, metrics=metrics)
+        client.set_tag(r.run_id, f"{T}reference", choice.model or "none")
+        client.set_tag(r.run_id, f"{T}is_reference", str(r.model == choice.model).lower())
+        client.set_tag(r.run_id, f"{T}reference_reason", choice.reason[:4900])
+        for name, msg in errors[r.model].items():
+            client.set_tag(r.run_id, f"{T}metric_error.{name}", msg)

@@ -1,0 +1,51 @@
+"""`matteralign models`: every models.yaml entry and whether it can run here, and why not."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from benchmark.errors import ConfigError
+from benchmark.registry.loader import import_object, load_models
+
+
+def availability(entry) -> tuple[bool, str]:
+    """(runnable, reason) without loading any weights."""
+    try:
+        cls = import_object(entry.adapter, f"model {entry.key!r}: adapter")
+    except ConfigError as exc:
+        return False, str(exc)
+    reason = cls(entry).unavailable_reason()
+    return reason is None, reason or "ready"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models-file", type=Path, help="models registry (default: models.yaml)")
+    p.add_argument("--runnable", action="store_true", help="only the models that can run here")
+
+
+def main(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    models = load_models(args.models_file)
+    rows = []
+    for e in models.models:
+        ok, why = availability(e)
+        if args.runnable and not ok:
+            continue
+        rows.append(
+            {
+                "key": e.key + (" (reference)" if e.key == models.reference.model else ""),
+                "family": e.family,
+                "modality": e.modality,
+                "domain": e.domain,
+                "energy_head": "yes" if e.energy_head else "no",
+                "default": "yes" if e.default else "no",
+                "runnable": "yes" if ok else "no",
+                "why": why,
+            }
+        )
+    with pd.option_context("display.max_colwidth", 120, "display.width", 250):
+        print(pd.DataFrame(rows).to_string(index=False))
+    print(f"\nreference: {models.reference.model} (fallback: {models.reference.fallback})")
+    return 0

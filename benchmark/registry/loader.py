@@ -1,0 +1,118 @@
+"""Read models.yaml and tasks/*.yaml into validated schema objects, and import adapters/loaders lazily."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from benchmark.errors import ConfigError
+from benchmark.registry.schema import ModelEntry, ModelsFile, TaskSpec
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODELS = PROJECT_ROOT / "models.yaml"
+DEFAULT_TASKS_DIR = PROJECT_ROOT / "tasks"
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found. Pass an existing file (or create it from the README's template).")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}. Fix the syntax.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text. Save the file as UTF-8.") from None
+
+
+def _explain(path: Path, exc: ValidationError, data: Any) -> ConfigError:
+    """Turn pydantic's report into lines naming the file, the key path and what was expected."""
+    lines = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        where = ""
+        if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int) and isinstance(data, dict):
+            try:
+                where = f" (model {data['models'][loc[1]].get('key', '?')!r})"
+            except (AttributeError, IndexError, KeyError, TypeError):
+                pass
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key: remove it or check its spelling against the schema in benchmark/registry/schema.py"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = err["msg"]
+            if "input" in err and err["type"] not in ("value_error",):
+                msg += f" (got {err['input']!r})"
+        lines.append(f"  - {key}{where}: {msg}")
+    return ConfigError(f"{path}: invalid configuration:\n" + "\n".join(lines))
+
+
+def load_models(path: str | Path | None = None) -> ModelsFile:
+    """Validated models.yaml. Needs no model package installed."""
+    path = Path(path) if path else DEFAULT_MODELS
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys 'reference' and 'models', got {type(data).__name__}.")
+    try:
+        return ModelsFile.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(path, exc, data) from None
+
+
+def load_task(path: str | Path) -> TaskSpec:
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of task fields, got {type(data).__name__}.")
+    try:
+        spec = TaskSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(path, exc, data) from None
+    if spec.name != path.stem:
+        raise ConfigError(f"{path}: key 'name' is {spec.name!r} but the file is named {path.name!r}; make them agree.")
+    return spec
+
+
+def load_tasks(tasks_dir: str | Path | None = None) -> dict[str, TaskSpec]:
+    tasks_dir = Path(tasks_dir) if tasks_dir else DEFAULT_TASKS_DIR
+    if not tasks_dir.is_dir():
+        raise ConfigError(f"{tasks_dir}: tasks directory not found.")
+    return {p.stem: load_task(p) for p in sorted(tasks_dir.glob("*.yaml"))}
+
+
+def select(registry: dict[str, Any], keys: list[str] | None, what: str, source: str) -> list[Any]:
+    """Entries for the requested keys, in order; an unknown key names the file and the known keys."""
+    if not keys:
+        return list(registry.values())
+    unknown = [k for k in keys if k not in registry]
+    if unknown:
+        raise ConfigError(
+            f"unknown {what} {', '.join(map(repr, unknown))}: not in {source}. Known: {', '.join(sorted(registry))}."
+        )
+    return [registry[k] for k in keys]
+
+
+def import_object(spec: str, what: str) -> Any:
+    """Import 'module:attr' on demand; a missing package becomes a ConfigError that says what to install."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"{what} {spec!r}: cannot import module {module_name!r} ({exc}). Install the package it needs."
+        ) from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"{what} {spec!r}: module {module_name!r} has no attribute {attr!r}.") from None
+
+
+def models_by_key(models: ModelsFile) -> dict[str, ModelEntry]:
+    return {m.key: m for m in models.models}

