@@ -71,13 +71,13 @@ def probe_energy_mae(
     """Cross-validated MAE (eV/atom) of a ridge probe from the embedding to the per-atom energy.
 
     Inside each fold the element offsets (when asked) are fitted on the training part only; the probe
-    (standardised features plus the element fractions, ridge with alpha chosen by internal CV) then predicts
-    the per-atom residual, so the offsets are refined jointly with the embedding's contribution.
+    (ridge with alpha chosen by efficient leave-one-out, on the embedding plus the element fractions) then
+    predicts the per-atom residual, so the offsets are refined jointly with the embedding's contribution.
+    Features are centred and divided by one global scale, not standardised per column: a column that is
+    nearly constant in a training fold would otherwise be blown up and wreck the test predictions.
     """
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     features = np.asarray(features, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
@@ -98,8 +98,17 @@ def probe_energy_mae(
         if per_element_reference:
             offsets, *_ = np.linalg.lstsq(fractions[train], y_atom[train], rcond=None)
             base_train, base_test = fractions[train] @ offsets, fractions[test] @ offsets
-        design = np.hstack([X, fractions]) if per_element_reference else X
-        probe = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-4, 4, 17)))
-        probe.fit(design[train], y_atom[train] - base_train)
-        errors[test] = np.abs(probe.predict(design[test]) + base_test - y_atom[test])
+        Xtr, Xte = _global_scale(X[train], X[test])
+        if per_element_reference:
+            Xtr, Xte = np.hstack([Xtr, fractions[train]]), np.hstack([Xte, fractions[test]])
+        probe = RidgeCV(alphas=np.logspace(-6, 6, 25))
+        probe.fit(Xtr, y_atom[train] - base_train)
+        errors[test] = np.abs(probe.predict(Xte) + base_test - y_atom[test])
     return float(errors.mean())
+
+
+def _global_scale(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre on the training mean and divide by the training RMS: preserves the embedding's geometry."""
+    mean = train.mean(axis=0)
+    scale = float(np.sqrt(np.mean((train - mean) ** 2))) or 1.0
+    return (train - mean) / scale, (test - mean) / scale

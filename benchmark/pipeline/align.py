@@ -49,6 +49,19 @@ def _safe(errors: dict[str, str], name: str, fn: Callable[[], object]):
         return None
 
 
+def _prepare(raw: np.ndarray, err: dict[str, str]) -> np.ndarray | None:
+    """platonic-rep preparation; for sparse features (e.g. fingerprints) whose 0.95 quantile of |x| is 0,
+    clipping would zero every row, so those are normalised without clipping and the fact is recorded."""
+    try:
+        return prepare_features(raw)
+    except DataError as exc:
+        if "zero after clipping" not in str(exc):
+            err["prepare"] = f"DataError: {exc}"[:500]
+            return None
+    err["warning.prepare"] = "clip threshold (0.95 quantile of |x|) is 0 for these sparse features: not clipped"
+    return _safe(err, "prepare", lambda: prepare_features(raw, clip_quantile=None))
+
+
 def align_task(results: list, choice: ReferenceChoice, cfg, root: Path) -> None:
     """Add geometry and alignment metrics to every ok result of one task and to its MLflow child run."""
     from mlflow.entities import Metric
@@ -67,7 +80,7 @@ def align_task(results: list, choice: ReferenceChoice, cfg, root: Path) -> None:
     for r in ok:
         err = errors[r.model]
         raw = np.asarray(r.features, dtype=np.float64)
-        p = _safe(err, "prepare", lambda: prepare_features(raw))
+        p = _prepare(raw, err)
         if p is None:
             continue
         prepared[r.model] = p

@@ -1,0 +1,183 @@
+"""`matteralign check`: release gate comparing a candidate model version with a baseline version.
+
+Both sides are read from MLflow child runs (`matteralign.model` + param `model_version`, newest finished
+ok run per task). They are compared only on the same tasks, the same task version, the same reference and
+the same sample ids (param `ids_digest`); anything else cannot be compared (exit 2).
+
+Rule, per task, for a metric where higher is better (mirrored where lower is better):
+
+    regression  iff  candidate < baseline - max_drop                       (outside the tolerance)
+                AND  candidate's <metric>_ci_high < baseline's point value (the drop is beyond the noise)
+
+so a drop larger than the tolerance whose bootstrap interval still reaches the baseline is reported as
+"within noise" and passes. A metric logged without a CI (no `<metric>_ci_low/_ci_high`) is judged by the
+tolerance alone, and the table says so. Exit 0: no regression; 1: a regression on at least one task;
+2: cannot compare (missing runs, different ids / task version / reference, unknown or missing metric).
+
+The two conditions are checked with MLflow's validation API, `mlflow.validate_evaluation_results` with
+`mlflow.models.MetricThreshold`: its `min_absolute_change` is a required *improvement* over the baseline,
+not an allowed drop, so each condition is an absolute `threshold` (baseline -/+ max_drop; the baseline for
+the CI bound) validated on the candidate alone. A regression is the AND of two failures, which one call
+(that fails when any threshold fails) cannot express, hence one call per condition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from benchmark.errors import ConfigError, DataError
+from benchmark.leaderboard.collect import load_child_runs, sort_newest_first
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--candidate", required=True, help="MODEL@VERSION, VERSION = param model_version")
+    parser.add_argument("--baseline", required=True, help="MODEL@VERSION to compare against")
+    parser.add_argument("--metric", default="cknna_to_ref", help="metric from benchmark.metrics.METRICS")
+    parser.add_argument("--max-drop", type=float, default=0.02, help="tolerated worsening (absolute, default 0.02)")
+    parser.add_argument("--tasks", nargs="+", default=None, help="tasks to compare (default: the baseline's)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite)")
+    parser.add_argument("--experiment", default=None, help="MLflow experiment (default $MATTERALIGN_EXPERIMENT)")
+
+
+def parse_spec(spec: str, what: str) -> tuple[str, str]:
+    model, sep, version = spec.rpartition("@")
+    if not sep or not model or not version:
+        raise ConfigError(
+            f"--{what} {spec!r}: expected MODEL@VERSION, e.g. my-mlip@2 (VERSION = models.yaml 'version')."
+        )
+    return model, version
+
+
+@dataclass
+class TaskVerdict:
+    task: str
+    baseline: float
+    candidate: float
+    ci_low: float
+    ci_high: float
+    outside_tolerance: bool
+    beyond_noise: bool | None
+
+    @property
+    def regression(self) -> bool:
+        return self.outside_tolerance and self.beyond_noise is not False
+
+    @property
+    def verdict(self) -> str:
+        if self.regression:
+            return "REGRESSION"
+        return "within noise" if self.outside_tolerance else "ok"
+
+
+def _runs(frame: pd.DataFrame, model: str, version: str) -> pd.DataFrame:
+    """Newest finished ok run per task of one model version."""
+    sel = frame[(frame["model"] == model) & (frame["model_version"] == version) & (frame["status"] == "ok")
+                & (frame["run_status"] == "FINISHED")]
+    return sort_newest_first(sel).drop_duplicates(subset=["task"], keep="first").set_index("task")
+
+
+def _fails(name: str, value: float, threshold: float, greater_is_better: bool) -> bool:
+    """True when `value` misses `threshold` according to mlflow.validate_evaluation_results."""
+    import mlflow
+    from mlflow.models import MetricThreshold
+    from mlflow.models.evaluation import EvaluationResult
+    from mlflow.models.evaluation.validation import ModelValidationFailedException
+
+    log = logging.getLogger("mlflow.models.evaluation.validation")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        mlflow.validate_evaluation_results(
+            {name: MetricThreshold(threshold=threshold, greater_is_better=greater_is_better)},
+            EvaluationResult(metrics={name: value}, artifacts={}),
+        )
+        return False
+    except ModelValidationFailedException:
+        return True
+    finally:
+        log.setLevel(level)
+
+
+def judge(task: str, metric: str, base: pd.Series, cand: pd.Series, max_drop: float, higher: bool) -> TaskVerdict:
+    """Apply the module's rule to one task's baseline and candidate runs."""
+    b, c = float(base[metric]), float(cand[metric])
+    lo = float(cand.get(f"{metric}_ci_low", math.nan))
+    hi = float(cand.get(f"{metric}_ci_high", math.nan))
+    outside = _fails(metric, c, b - max_drop if higher else b + max_drop, higher)
+    bound = hi if higher else lo
+    ci_name = f"{metric}_ci_{'high' if higher else 'low'}"
+    beyond = _fails(ci_name, bound, b, higher) if math.isfinite(bound) else None
+    return TaskVerdict(task, b, c, lo, hi, outside, beyond)
+
+
+def compare(frame: pd.DataFrame, candidate: str, baseline: str, metric: str, max_drop: float,
+            tasks: list[str] | None) -> list[TaskVerdict]:
+    """Verdicts per task; raises MatteralignError (exit 2) whenever the two cannot be compared fairly."""
+    from benchmark.leaderboard.table import higher_is_better
+    from benchmark.metrics import METRICS, direction
+
+    gateable = sorted(n for n in METRICS if direction(n) != "none")
+    if metric not in METRICS or direction(metric) == "none":
+        why = "unknown metric" if metric not in METRICS else "descriptive metric (neither higher nor lower is better)"
+        raise ConfigError(f"{why} {metric!r}: a release gate needs a metric with a direction: {', '.join(gateable)}.")
+    if not max_drop >= 0:
+        raise ConfigError(f"--max-drop must be >= 0, got {max_drop}.")
+    (cm, cv), (bm, bv) = parse_spec(candidate, "candidate"), parse_spec(baseline, "baseline")
+    cruns, bruns = _runs(frame, cm, cv), _runs(frame, bm, bv)
+    for spec, runs in ((candidate, cruns), (baseline, bruns)):
+        if runs.empty:
+            raise DataError(f"no finished ok run of {spec} (tag matteralign.model + param model_version) in the "
+                            "experiment. Run `matteralign run --models <key>` for that version first.")
+    tasks = sorted(tasks or bruns.index)
+    missing = [f"{spec} on {t}" for t in tasks for spec, runs in ((candidate, cruns), (baseline, bruns))
+               if t not in runs.index]
+    if missing:
+        raise DataError(f"cannot compare: no ok run of {'; '.join(missing)}. Run both versions on the same tasks.")
+    higher = higher_is_better(metric)
+    verdicts = []
+    for t in tasks:
+        b, c = bruns.loc[t], cruns.loc[t]
+        for field, what in (("task_version", "task versions"), ("ids_digest", "sample ids (ids_digest)"),
+                            ("reference", "references"), ("benchmark_version", "benchmark versions")):
+            if b[field] != c[field]:
+                raise DataError(f"cannot compare on {t}: different {what} ({baseline}: {b[field]!r}, {candidate}: "
+                                f"{c[field]!r}). Rerun both versions with the same benchmark, task version, "
+                                "reference and sample (--n-samples / --seed).")
+        for spec, run in ((baseline, b), (candidate, c)):
+            if not math.isfinite(float(run.get(metric, math.nan))):
+                raise DataError(f"cannot compare on {t}: run {run['run_id']} of {spec} has no {metric!r} metric.")
+        verdicts.append(judge(t, metric, b, c, max_drop, higher))
+    return verdicts
+
+
+def format_table(verdicts: list[TaskVerdict], metric: str, higher: bool) -> str:
+    def f(x: float) -> str:
+        return f"{x:.4f}" if math.isfinite(x) else "-"
+
+    head = f"{'task':<14} {'baseline':>9} {'candidate':>9} {'delta':>8} {'candidate CI':>17}  verdict"
+    lines = [f"metric {metric} ({'higher' if higher else 'lower'} is better)", head, "-" * len(head)]
+    for v in verdicts:
+        ci = f"[{f(v.ci_low)}, {f(v.ci_high)}]" if v.beyond_noise is not None else "no CI"
+        lines.append(f"{v.task:<14} {f(v.baseline):>9} {f(v.candidate):>9} {v.candidate - v.baseline:>+8.4f} "
+                     f"{ci:>17}  {v.verdict}")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard.table import higher_is_better
+
+    frame = load_child_runs(args.tracking_uri, args.experiment)
+    verdicts = compare(frame, args.candidate, args.baseline, args.metric, args.max_drop, args.tasks)
+    print(f"check {args.candidate} against {args.baseline} (max drop {args.max_drop})")
+    print(format_table(verdicts, args.metric, higher_is_better(args.metric)))
+    bad = [v.task for v in verdicts if v.regression]
+    if bad:
+        print(f"FAIL: {args.candidate} regresses on {', '.join(bad)} beyond the tolerance and the noise.")
+        return 1
+    print(f"PASS: no regression of {args.candidate} beyond the tolerance and the noise.")
+    return 0

@@ -1,0 +1,182 @@
+"""Write the leaderboard: leaderboard.md / .csv / .json, index.html and figures/*.png, read from MLflow.
+
+The figures (and the written files) are also logged to an MLflow run tagged `matteralign.kind=leaderboard`
+so every published board is traceable to the runs it was built from. Each figure is rendered once and the
+saved PNG logged with `log_artifact` (what `mlflow.log_figure` does, without drawing the figure twice).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark import tracking
+from benchmark.errors import DataError
+from benchmark.leaderboard import table as tbl
+from benchmark.leaderboard.collect import Board, client, experiment_id, load_child_runs, select_board
+
+KIND_LEADERBOARD = "leaderboard"
+NOTES = [
+    "Ranking: " + " ".join(tbl.__doc__.split("Ranking:", 1)[1].split("ID / OOD")[0].split()),
+    "ID / OOD scores: mean CKNNA to the reference over the model's tasks whose role (tag matteralign.role) is "
+    "id / ood; tasks on which the model is itself the reference are left out.",
+    "OOD collapse: " + " ".join(tbl.__doc__.split("OOD collapse:", 1)[1].split()),
+    "Versions: one benchmark version per board; per task one task version and one reference; the newest "
+    "finished run per (model key, checkpoint digest, task, task version, benchmark version) and per model its "
+    "newest checkpoint. Runs left out for that reason are listed under 'Not ranked'.",
+]
+
+
+def _md_cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+            .replace("\r", " ").replace("\n", " "))
+
+
+def markdown_table(frame: pd.DataFrame, headers: dict[str, str]) -> str:
+    shown = tbl.display(frame, headers)
+    lines = ["| " + " | ".join(_md_cell(c) for c in shown.columns) + " |",
+             "|" + "|".join("---" for _ in shown.columns) + "|"]
+    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def markdown(
+    tables: tbl.Tables, board: Board, figure_files: dict[str, tuple[str, Path]], source: str, notes: list[str]
+) -> str:
+    refs = ["| task | task version | reference | why |", "|---|---|---|---|"]
+    refs += [f"| {_md_cell(t)} | {_md_cell(board.task_versions[t])} | {_md_cell(board.references.get(t, ''))} | "
+             f"{_md_cell(board.reference_reasons.get(t, ''))} |" for t in sorted(board.task_versions)]
+    parts = [
+        "# matteralign leaderboard", "",
+        f"Benchmark version {_md_cell(board.benchmark_version)}; read from {_md_cell(source)}.", "",
+        "## Ranking", "", markdown_table(tables.models, tables.headers), "",
+        "## References per task", "", *refs, "",
+        "## Per task", "", markdown_table(tables.per_task, tables.task_headers), "",
+        "## Not ranked", "",
+        markdown_table(tables.not_ranked, tables.headers) if len(tables.not_ranked)
+        else "Every selected model ran on every task.", "",
+        "## Figures", "",
+        *[f"![{_md_cell(title)}](figures/{path.name})" for title, path in figure_files.values()], "",
+        "## Definitions and notes", "", *[f"- {_md_cell(n)}" for n in notes], "",
+    ]
+    return "\n".join(parts)
+
+
+def _json_value(v: object) -> object:
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(float(v)) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return [{k: _json_value(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def as_json(tables: tbl.Tables, board: Board, source: str, notes: list[str]) -> dict:
+    return {
+        "benchmark_version": board.benchmark_version,
+        "source": source,
+        "tasks": {t: {"version": board.task_versions[t], "reference": board.references.get(t, ""),
+                      "reference_reason": board.reference_reasons.get(t, "")} for t in sorted(board.task_versions)},
+        "columns": {c: {"header": tables.headers.get(c, c), "better": tables.directions.get(c)}
+                    for c in tables.models.columns},
+        "models": _records(tables.models),
+        "per_task": _records(tables.per_task),
+        "not_ranked": _records(tables.not_ranked),
+        "notes": notes,
+    }
+
+
+def _figures(tables: tbl.Tables, board: Board, tracking_uri: str | None, k: int, notes: list[str]):
+    """Yield (name, title, Figure) for every figure the board supports; what cannot be drawn goes to notes."""
+    from benchmark.leaderboard import figures
+    from benchmark.leaderboard.compare_cmd import ordered, pairwise, task_embeddings
+
+    families = dict(zip(board.results["model"], board.results["family"]))
+    for task in sorted(board.task_versions):
+        if (board.results["task"] == task).sum() < 2:
+            continue
+        try:
+            cknna = ordered(pairwise(task_embeddings(board, task, tracking_uri), k)["cknna"])
+        except DataError as exc:
+            notes.append(f"No CKNNA matrix for {task}: {exc}")
+            continue
+        yield f"cknna_{task}", f"CKNNA between models on {task}", figures.matrix_figure(cknna, f"CKNNA on {task}")
+        blocks = figures.family_blocks(cknna, families)
+        yield (f"cknna_family_{task}", f"CKNNA on {task}, averaged within and between model families",
+               figures.matrix_figure(blocks, f"CKNNA by family on {task}"))
+        if len(cknna) >= 3 and np.isfinite(cknna.to_numpy(dtype=float)).all():
+            yield (f"dendrogram_{task}", f"Models clustered by 1 - CKNNA on {task}",
+                   figures.dendrogram_figure(cknna, f"Models on {task}: 1 - CKNNA"))
+    if len(tables.per_task):
+        yield ("alignment_vs_energy", "Alignment to the reference vs energy MAE, Spearman's rho per task",
+               figures.alignment_vs_energy(tables.per_task))
+        yield ("intrinsic_dimension", "Intrinsic dimension per model and task",
+               figures.intrinsic_dimension_figure(tables.per_task))
+        yield ("info_imbalance", "Information-imbalance plane", figures.info_imbalance_plane(tables.per_task))
+    if len(tables.models):
+        yield "id_vs_ood", "ID vs OOD alignment per model", figures.id_vs_ood(tables.models)
+
+
+def _board_k(board: Board) -> int:
+    ks = pd.to_numeric(board.results.get("k", pd.Series(dtype=object)), errors="coerce").dropna()
+    return int(ks.mode().iloc[0]) if len(ks) else 10
+
+
+def write_leaderboard(
+    out_dir: Path, tracking_uri: str | None = None, experiment: str | None = None, log_to_mlflow: bool = True
+) -> dict[str, Path]:
+    """Read the runs, write every leaderboard file under out_dir and return {name: path}."""
+    from benchmark.leaderboard import figures as figs
+    from benchmark.leaderboard import html as page
+
+    out_dir = Path(out_dir)
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    uri = tracking.tracking_uri(tracking_uri)
+    board = select_board(load_child_runs(uri, experiment))
+    tables = tbl.build_tables(board)
+    source = f"{uri} (experiment {tracking.experiment_name(experiment)})"
+    cl = client(uri) if log_to_mlflow else None
+    run_id = None
+    if cl is not None:
+        T = tracking.TAG
+        run_id = cl.create_run(experiment_id(cl, experiment), run_name="leaderboard", tags={
+            f"{T}kind": KIND_LEADERBOARD, f"{T}benchmark_version": board.benchmark_version}).info.run_id
+    try:
+        written: dict[str, Path] = {}
+        figure_files: dict[str, tuple[str, Path]] = {}
+        for old in fig_dir.glob("*.png"):
+            old.unlink()
+        notes = list(NOTES)
+        for name, title, fig in _figures(tables, board, uri, _board_k(board), notes):
+            figure_files[name] = (title, figs.save(fig, fig_dir / f"{name}.png"))
+            if cl is not None:
+                cl.log_artifact(run_id, str(figure_files[name][1]), "figures")
+            written[f"figures/{name}.png"] = figure_files[name][1]
+        csv = tables.models.rename(columns=lambda c: tables.headers.get(c, c))
+        written["leaderboard.csv"] = out_dir / "leaderboard.csv"
+        csv.to_csv(written["leaderboard.csv"], index=False)
+        written["leaderboard.json"] = out_dir / "leaderboard.json"
+        written["leaderboard.json"].write_text(json.dumps(as_json(tables, board, source, notes), indent=2) + "\n")
+        written["leaderboard.md"] = out_dir / "leaderboard.md"
+        written["leaderboard.md"].write_text(markdown(tables, board, figure_files, source, notes), encoding="utf-8")
+        written["index.html"] = out_dir / "index.html"
+        written["index.html"].write_text(page.render(tables, board, figure_files, source, notes), encoding="utf-8")
+        if cl is not None:
+            for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "index.html"):
+                cl.log_artifact(run_id, str(written[name]))
+    except BaseException:
+        if cl is not None:
+            cl.set_terminated(run_id, "FAILED")
+        raise
+    if cl is not None:
+        cl.set_terminated(run_id, "FINISHED")
+    return written

@@ -1,0 +1,23 @@
+"""`matteralign leaderboard`: read the runs back from MLflow and write leaderboard/ (md, csv, json, html)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("leaderboard"), help="output directory (default leaderboard)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite)")
+    parser.add_argument("--experiment", default=None, help="MLflow experiment (default $MATTERALIGN_EXPERIMENT)")
+    parser.add_argument("--no-log", action="store_true", help="do not log the figures to an MLflow leaderboard run")
+
+
+def main(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard.build import write_leaderboard
+
+    written = write_leaderboard(args.out, args.tracking_uri, args.experiment, log_to_mlflow=not args.no_log)
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "index.html"):
+        print(f"wrote {written[name]}")
+    print(f"wrote {sum(1 for n in written if n.startswith('figures/'))} figures under {Path(args.out) / 'figures'}")
+    return 0
