@@ -55,6 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--device", default="cpu", help="torch device for the models (default cpu)")
     p.add_argument("--run-name", help="MLflow parent run name")
+    p.add_argument("--build-envs", action="store_true",
+                   help="build the isolated venvs of `environment: isolated` models when missing (once; minutes each)")
     p.add_argument("--executor", choices=["local", "ray"], default="local", help="where embedding shards run")
     p.add_argument("--ray-address", help="Ray cluster address for --executor ray (default: a local Ray instance)")
     p.add_argument("--workers", type=int, help="parallel Ray workers (default: the cluster's CPUs)")
@@ -80,6 +82,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         device=args.device,
         run_name=args.run_name,
         executor=args.executor,
+        build_envs=args.build_envs,
         ray_address=args.ray_address,
         workers=args.workers,
     )

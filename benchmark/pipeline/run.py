@@ -53,6 +53,7 @@ class RunConfig:
     device: str = "cpu"
     run_name: str | None = None
     executor: str = "local"
+    build_envs: bool = False
     ray_address: str | None = None
     workers: int | None = None
 
@@ -220,20 +221,13 @@ def _embed_one(
     res = ModelTaskResult(entry.key, spec.name, "ok", role=spec.role_for(entry.domain))
     try:
         adapter = _adapter_for(entry, cfg.device)
-        reason = adapter.unavailable_reason()
-        if reason:
-            raise ModelUnavailable(reason)
-        bad = [(s.id, why) for s in ds.samples if (why := adapter.unsupported(s))]
-        if bad:
-            raise ModelUnavailable(
-                f"{len(bad)} of {len(ds)} structures are outside what the model can embed "
-                f"(e.g. {bad[0][0]}: {bad[0][1]}); alignment needs every structure, so this task is skipped"
-            )
         if entry.environment == "isolated":
-            from benchmark.embeddings.isolated import extract_isolated
-
-            out: ExtractResult = extract_isolated(entry, ds, cfg.models_file or DEFAULT_MODELS, root)
+            out: ExtractResult = _extract_isolated(entry, adapter, ds, cfg, root)
         else:
+            reason = adapter.unavailable_reason()
+            if reason:
+                raise ModelUnavailable(reason)
+            _check_supported(adapter, ds)
             out = extract(adapter, ds, root, progress=cfg.progress)
     except ModelUnavailable as exc:
         res.status, res.reason = "skipped", str(exc)
@@ -252,6 +246,29 @@ def _embed_one(
     _energy_metrics(res, entry, spec, ds)
     _log_child(res, entry, spec, ds, cfg, parent_id, sha, emb)
     return res
+
+
+def _check_supported(adapter, ds: Dataset) -> None:
+    bad = [(s.id, why) for s in ds.samples if (why := adapter.unsupported(s))]
+    if bad:
+        raise ModelUnavailable(
+            f"{len(bad)} of {len(ds)} structures are outside what the model can embed "
+            f"(e.g. {bad[0][0]}: {bad[0][1]}); alignment needs every structure, so this task is skipped"
+        )
+
+
+def _extract_isolated(entry: ModelEntry, adapter, ds: Dataset, cfg: RunConfig, root: Path) -> ExtractResult:
+    """Embed in the entry's own venv. Building one can take minutes and a GB, so it needs --build-envs once."""
+    from benchmark.embeddings.isolated import env_dir, env_ready, extract_isolated
+
+    if not env_ready(entry.requirements, root=root) and not cfg.build_envs:
+        raise ModelUnavailable(
+            f"runs in an isolated environment built from {entry.requirements} that is not built yet "
+            f"(would live in {env_dir(entry.requirements, root=root)}); rerun with --build-envs to build it once"
+        )
+    if not adapter.missing_packages():
+        _check_supported(adapter, ds)
+    return extract_isolated(entry, ds, cfg.models_file or DEFAULT_MODELS, root, device=cfg.device)
 
 
 def _energy_metrics(res: ModelTaskResult, entry: ModelEntry, spec: TaskSpec, ds: Dataset) -> None:

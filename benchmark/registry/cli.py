@@ -45,7 +45,14 @@ def main(args: argparse.Namespace) -> int:
                 "why": why,
             }
         )
-    with pd.option_context("display.max_colwidth", 120, "display.width", 250):
-        print(pd.DataFrame(rows).to_string(index=False))
+    if not rows:
+        print("no models")
+        return 0
+    frame = pd.DataFrame(rows)
+    print(frame.drop(columns="why").to_string(index=False))
+    print()
+    for row in rows:
+        if row["runnable"] == "no":
+            print(f"{row['key']}: {row['why']}")
     print(f"\nreference: {models.reference.model} (fallback: {models.reference.fallback})")
     return 0

