@@ -1,0 +1,394 @@
+"""Exact k-nearest-neighbour graphs: the only O(n^2) step of the alignment metrics.
+
+Every metric downstream (CKNNA, mutual-kNN, TwoNN, MLE) reads the stored top-k lists, so the
+graph is computed once per model and reused for every pair. Memory is O(block_size * n + n k):
+the n x n similarity matrix is never held.
+
+Ties are broken by index (lower index first) on every backend, so a graph is a deterministic
+function of its input; points are never their own neighbours (even when duplicated).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmark.errors import DataError
+
+METRICS = ("cosine", "euclidean")
+BACKENDS = ("auto", "numpy", "faiss", "torch")
+
+
+@dataclass
+class KnnGraph:
+    """Top-k neighbour lists of n points.
+
+    indices: (n, k) int64, row i = i's neighbours best first, i itself excluded.
+    values: (n, k) cosine similarity (descending) for metric "cosine", Euclidean distance
+    (ascending) for metric "euclidean".
+    """
+
+    indices: np.ndarray
+    values: np.ndarray
+    metric: str
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
+        if self.indices.shape != self.values.shape or self.indices.ndim != 2:
+            raise ValueError(f"indices {self.indices.shape} and values {self.values.shape} must be equal 2-D shapes")
+
+    @property
+    def n(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def k(self) -> int:
+        return int(self.indices.shape[1])
+
+    def truncate(self, k: int) -> "KnnGraph":
+        """The graph with only each point's first k neighbours (k <= self.k)."""
+        if not 1 <= k <= self.k:
+            raise DataError(f"cannot truncate a k={self.k} graph to k={k}")
+        if k == self.k:
+            return self
+        return KnnGraph(self.indices[:, :k].copy(), self.values[:, :k].copy(), self.metric)
+
+
+def _check_matrix(X: np.ndarray, name: str = "X") -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise DataError(f"{name} must be a 2-D (samples x features) array, got shape {X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataError(f"{name} is empty: shape {X.shape}")
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise DataError(f"{name} must be real numbers, got dtype {X.dtype}")
+    bad = np.concatenate([~np.isfinite(X[a : a + 8192]).all(axis=1) for a in range(0, X.shape[0], 8192)])
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise DataError(
+            f"{name} has NaN/inf in {rows.size} of {X.shape[0]} rows (first: {rows[:5].tolist()}); "
+            "fix or drop those samples before computing metrics"
+        )
+    return X
+
+
+def _float(X: np.ndarray) -> np.ndarray:
+    """float32 stays float32 (half the memory and GEMM time); everything else becomes float64."""
+    return X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
+
+
+def duplicate_rows(X: np.ndarray, block: int = 4096) -> np.ndarray:
+    """Boolean mask of rows that equal (value for value) a row with a lower index.
+
+    O(n d) time, O(block d) extra memory: rows are hashed exactly (integer view of the bits,
+    -0.0 folded into 0.0, random odd multipliers, sums mod 2^64) so equal rows always collide;
+    only colliding rows are compared exactly.
+    """
+    n, d = X.shape
+    X = _float(X)
+    uint = np.uint32 if X.dtype == np.float32 else np.uint64
+    mult = np.random.default_rng(12345).integers(1, 2**63, size=d, dtype=np.uint64) | np.uint64(1)
+    h = np.empty(n, dtype=np.uint64)
+    for a in range(0, n, block):
+        bits = (X[a : a + block] + 0.0).view(uint).astype(np.uint64)
+        bits *= mult
+        h[a : a + block] = bits.sum(axis=1, dtype=np.uint64)
+    dup = np.zeros(n, dtype=bool)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    eq = hs[1:] == hs[:-1]
+    if not eq.any():
+        return dup
+    run = np.cumsum(np.concatenate([[True], ~eq]))
+    sizes = np.bincount(run)
+    for r in np.flatnonzero(sizes > 1):
+        members = np.sort(order[run == r])
+        _, first = np.unique(X[members] + 0.0, axis=0, return_index=True)
+        dup[members] = True
+        dup[members[first]] = False
+    return dup
+
+
+def prepare_features(X: np.ndarray, clip_quantile: float | None = 0.95, clip_mode: str = "mean") -> np.ndarray:
+    """platonic-rep feature preparation: clip at a quantile of |x|, then L2-normalise each row.
+
+    clip_mode "mean": the threshold is the mean over samples of each row's quantile of |x| (the
+    platonic-rep CLI default); "global": the quantile of |x| over the whole array (its `exact`
+    mode); clip_quantile None: no clipping. No mean-centring. float32 input stays float32.
+
+    Raises DataError for non-2-D input, NaN/inf (naming how many rows), and rows that are all
+    zero after clipping (their direction is undefined, so no cosine can be computed).
+    """
+    X = _float(_check_matrix(X))
+    if clip_quantile is not None:
+        if not 0.0 < clip_quantile <= 1.0:
+            raise ValueError(f"clip_quantile must be in (0, 1], got {clip_quantile}")
+        A = np.abs(X)
+        if clip_mode == "mean":
+            q = float(np.quantile(A, clip_quantile, axis=1).mean())
+        elif clip_mode == "global":
+            q = float(np.quantile(A, clip_quantile))
+        else:
+            raise ValueError(f"clip_mode must be 'mean' or 'global', got {clip_mode!r}")
+        del A
+        X = np.clip(X, -q, q)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    zero = norms[:, 0] == 0
+    if zero.any():
+        rows = np.flatnonzero(zero)
+        raise DataError(
+            f"{rows.size} of {X.shape[0]} rows are all zero after clipping (first: {rows[:5].tolist()}); "
+            "their cosine similarity is undefined: drop those samples or check the embedding"
+        )
+    return (X / norms).astype(X.dtype, copy=False)
+
+
+def _topk_rows(S: np.ndarray, k: int, col_offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k (by score, descending; ties by column index) of every row of S."""
+    part = np.argpartition(S, S.shape[1] - k, axis=1)[:, S.shape[1] - k :]
+    vals = np.take_along_axis(S, part, axis=1)
+    thr = vals.min(axis=1)
+    tied = np.flatnonzero((S >= thr[:, None]).sum(axis=1) > k)
+    for r in tied:
+        order = np.lexsort((np.arange(S.shape[1]), -S[r]))[:k]
+        part[r] = order
+        vals[r] = S[r, order]
+    return vals, part.astype(np.int64) + col_offset
+
+
+def _merge(top_v: np.ndarray, top_i: np.ndarray, cand_v: np.ndarray, cand_i: np.ndarray) -> None:
+    """Merge candidates into running top-k lists in place (score descending, index ascending)."""
+    v = np.concatenate([top_v, cand_v], axis=1)
+    i = np.concatenate([top_i, cand_i], axis=1)
+    order = np.lexsort((i, -v), axis=1)[:, : top_v.shape[1]]
+    top_v[:] = np.take_along_axis(v, order, axis=1)
+    top_i[:] = np.take_along_axis(i, order, axis=1)
+
+
+def _merge_candidates(
+    top_v: np.ndarray, top_i: np.ndarray, owner: np.ndarray, idx: np.ndarray, val: np.ndarray, n: int
+) -> None:
+    """Merge sparse candidates (owner = list row, grouped ascending) into the running lists."""
+    if owner.size == 0:
+        return
+    rows, starts, counts = np.unique(owner, return_index=True, return_counts=True)
+    pos = np.arange(owner.size) - np.repeat(starts, counts)
+    cv = np.full((rows.size, int(counts.max())), -np.inf, dtype=top_v.dtype)
+    ci = np.full(cv.shape, n, dtype=np.int64)
+    slot = np.repeat(np.arange(rows.size), counts)
+    cv[slot, pos] = val
+    ci[slot, pos] = idx
+    tv, ti = top_v[rows], top_i[rows]
+    _merge(tv, ti, cv, ci)
+    top_v[rows], top_i[rows] = tv, ti
+
+
+def _update_rows(top_v: np.ndarray, top_i: np.ndarray, S: np.ndarray, col_offset: int, n: int) -> None:
+    """Fold the rows of score block S (row r = list r) into the running top-k lists.
+
+    Only entries >= a row's current k-th score can enter; after a row's first block these are
+    few, so most rows need a compare + nonzero; rows with many candidates get a partition.
+    """
+    k = top_v.shape[1]
+    mask = S >= top_v[:, -1:]
+    counts = mask.sum(axis=1)
+    heavy = np.flatnonzero(counts > 2 * k)
+    if heavy.size:
+        cv, ci = _topk_rows(S[heavy], k, col_offset)
+        tv, ti = top_v[heavy], top_i[heavy]
+        _merge(tv, ti, cv, ci)
+        top_v[heavy], top_i[heavy] = tv, ti
+        mask[heavy] = False
+    r, c = np.nonzero(mask)
+    _merge_candidates(top_v, top_i, r, c + col_offset, S[r, c], n)
+
+
+def _update_cols(top_v: np.ndarray, top_i: np.ndarray, S: np.ndarray, row_offset: int, n: int) -> None:
+    """As _update_rows for the columns of S (column c = list c), without transposing S."""
+    k = top_v.shape[1]
+    mask = S >= top_v[:, -1][None, :]
+    counts = mask.sum(axis=0)
+    heavy = np.flatnonzero(counts > 2 * k)
+    if heavy.size:
+        cv, ci = _topk_rows(np.ascontiguousarray(S[:, heavy].T), k, row_offset)
+        tv, ti = top_v[heavy], top_i[heavy]
+        _merge(tv, ti, cv, ci)
+        top_v[heavy], top_i[heavy] = tv, ti
+        mask[:, heavy] = False
+    r, c = np.nonzero(mask)
+    order = np.argsort(c, kind="stable")
+    r, c = r[order], c[order]
+    _merge_candidates(top_v, top_i, c, r + row_offset, S[r, c], n)
+
+
+def _knn_numpy(X: np.ndarray, k: int, metric: str, block_size: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Blocked GEMM over the upper triangle of X X^T: each block pair is multiplied once and
+    updates the lists of both its row block and its column block. Diagonal blocks go first so
+    every list starts from a good threshold. Scores: inner products (cosine) or minus squared
+    distances (euclidean). Temporaries are O(chunk * block_size) besides the block itself."""
+    n = X.shape[0]
+    top_v = np.full((n, k), -np.inf, dtype=X.dtype)
+    top_i = np.full((n, k), n, dtype=np.int64)
+    sq = np.einsum("ij,ij->i", X, X) if metric == "euclidean" else None
+    starts = list(range(0, n, block_size))
+    pairs = [(a, a) for a in starts] + [(a, b) for a in starts for b in starts if b > a]
+    for a, b in pairs:
+        ea, eb = min(a + block_size, n), min(b + block_size, n)
+        S = X[a:ea] @ X[b:eb].T
+        if metric == "euclidean":
+            S *= 2
+            S -= sq[a:ea, None]
+            S -= sq[None, b:eb]
+        if a == b:
+            np.fill_diagonal(S, -np.inf)
+        for r0 in range(a, ea, chunk):
+            r1 = min(r0 + chunk, ea)
+            _update_rows(top_v[r0:r1], top_i[r0:r1], S[r0 - a : r1 - a], b, n)
+        if a != b:
+            for c0 in range(b, eb, chunk):
+                c1 = min(c0 + chunk, eb)
+                _update_cols(top_v[c0:c1], top_i[c0:c1], S[:, c0 - b : c1 - b], a, n)
+        del S
+    return top_v, top_i
+
+
+def _drop_self(D_i: np.ndarray, D_v: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """From m + 1 search results per row, drop the point itself (or the last result if it is
+    absent, i.e. duplicates filled the list), then order by score descending, index ascending."""
+    n = D_i.shape[0]
+    is_self = D_i == np.arange(n)[:, None]
+    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), m)
+    keep = np.ones_like(is_self)
+    keep[np.arange(n), drop] = False
+    idx = D_i[keep].reshape(n, m).astype(np.int64)
+    val = D_v[keep].reshape(n, m)
+    order = np.lexsort((idx, -val), axis=1)
+    return np.take_along_axis(val, order, axis=1), np.take_along_axis(idx, order, axis=1)
+
+
+def _knn_faiss(X: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """faiss exact flat search (IndexFlatIP / IndexFlatL2, float32). k + 2 results per row are
+    fetched so that a tie at the k-th place is detected; those rows are redone exactly here,
+    so ties are broken by index as on the other backends."""
+    import faiss
+
+    n = X.shape[0]
+    Xf = np.ascontiguousarray(X, dtype=np.float32)
+    index = faiss.IndexFlatIP(Xf.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(Xf.shape[1])
+    index.add(Xf)
+    m = min(k + 1, n - 1)
+    D, I = index.search(Xf, m + 1)
+    v, i = _drop_self(I, D if metric == "cosine" else -D, m)
+    v = v.astype(X.dtype)
+    if m > k:
+        for r in np.flatnonzero(v[:, k] == v[:, k - 1]):
+            S = X @ X[r] if metric == "cosine" else -np.einsum("ij,ij->i", X - X[r], X - X[r])
+            S[r] = -np.inf
+            v[r, :k], i[r, :k] = (a[0] for a in _topk_rows(S[None, :], k, 0))
+    return v[:, :k], i[:, :k]
+
+
+def _knn_torch(X: np.ndarray, k: int, metric: str, block_size: int, device: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Row blocks of X X^T on a torch device (GPU if given); ties fixed exactly on the host."""
+    import torch
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    n = X.shape[0]
+    T = torch.from_numpy(np.ascontiguousarray(X)).to(dev)
+    sq = (T * T).sum(dim=1) if metric == "euclidean" else None
+    out_v = np.empty((n, k), dtype=X.dtype)
+    out_i = np.empty((n, k), dtype=np.int64)
+    for a in range(0, n, block_size):
+        e = min(a + block_size, n)
+        S = T[a:e] @ T.T
+        if metric == "euclidean":
+            S.mul_(2).sub_(sq[a:e, None]).sub_(sq[None, :])
+        S[torch.arange(e - a, device=dev), torch.arange(a, e, device=dev)] = -torch.inf
+        v, i = torch.topk(S, k, dim=1)
+        thr = v[:, -1:]
+        tied = torch.nonzero((S >= thr).sum(dim=1) > k).flatten()
+        v, i = v.cpu().numpy(), i.cpu().numpy().astype(np.int64)
+        order = np.lexsort((i, -v), axis=1)
+        v, i = np.take_along_axis(v, order, axis=1), np.take_along_axis(i, order, axis=1)
+        if tied.numel():
+            tv, ti = _topk_rows(S[tied].cpu().numpy(), k, 0)
+            rows = tied.cpu().numpy()
+            v[rows], i[rows] = tv, ti
+        out_v[a:e], out_i[a:e] = v, i
+        del S
+    return out_v, out_i
+
+
+def _refine(X: np.ndarray, idx: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Recompute the stored values of the selected pairs directly, O(n k d), and re-sort (ties
+    by index), so every backend stores the same numbers: inner products in X's dtype for
+    cosine; exact float64 distances for euclidean (the GEMM identity |x|^2 + |y|^2 - 2 x.y
+    loses precision for close points, and duplicates must read exactly 0)."""
+    n, k = idx.shape
+    Xc = X.astype(np.float64, copy=False) if metric == "euclidean" else X
+    out = np.empty((n, k), dtype=Xc.dtype)
+    step = max(1, 2**22 // max(1, k * X.shape[1]))
+    for a in range(0, n, step):
+        e = min(a + step, n)
+        if metric == "euclidean":
+            diff = Xc[idx[a:e]] - Xc[a:e, None, :]
+            out[a:e] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        else:
+            out[a:e] = np.einsum("ijk,ik->ij", Xc[idx[a:e]], Xc[a:e])
+    order = np.lexsort((idx, out if metric == "euclidean" else -out), axis=1)
+    return np.take_along_axis(out, order, axis=1), np.take_along_axis(idx, order, axis=1)
+
+
+def knn_graph(
+    X: np.ndarray,
+    k: int,
+    metric: str = "cosine",
+    block_size: int = 4096,
+    backend: str = "auto",
+    device: str | None = None,
+) -> KnnGraph:
+    """Exact top-k neighbour graph of the rows of X.
+
+    metric "cosine" ranks by inner product and expects rows already L2-normalised
+    (`prepare_features`); "euclidean" ranks by distance and stores exact float64 distances.
+    backend: "numpy" (blocked symmetric GEMM, each block pair once), "faiss" (exact flat index,
+    float32), "torch" (row blocks on `device`, default CUDA if available else CPU), "auto"
+    (torch when a non-CPU `device` is given, else numpy: importing torch costs seconds).
+    Selection runs in float32 for float32 input, float64 otherwise; the stored values are then
+    recomputed directly for the chosen pairs, so all backends store the same numbers. Exact up
+    to the rounding of near-ties (score gaps below float precision).
+
+    Raises DataError when n <= k or all rows are identical; warns when some rows are exact
+    duplicates (their mutual order is then decided by index).
+    """
+    X = _float(_check_matrix(X))
+    n = X.shape[0]
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if n <= k:
+        raise DataError(f"{n} samples cannot have {k} neighbours each: need n > k (use more samples or a smaller k)")
+    dup = duplicate_rows(X)
+    if dup.sum() == n - 1:
+        raise DataError(f"all {n} rows are identical (collapsed embedding): neighbours and alignment are undefined")
+    if dup.any():
+        warnings.warn(
+            f"{int(dup.sum())} of {n} rows duplicate an earlier row; ties among them are broken by index",
+            stacklevel=2,
+        )
+    if backend == "auto":
+        backend = "torch" if device not in (None, "cpu") else "numpy"
+    if backend == "numpy":
+        v, i = _knn_numpy(X, k, metric, block_size)
+    elif backend == "faiss":
+        v, i = _knn_faiss(X, k, metric)
+    else:
+        v, i = _knn_torch(X, k, metric, block_size, device)
+    v, i = _refine(X, i, metric)
+    return KnnGraph(np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(v), metric)
