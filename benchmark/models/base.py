@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,10 +104,25 @@ class ModelAdapter(ABC):
         """
         ckpt = self.entry.checkpoint
         if ckpt:
-            path = Path(os.path.expandvars(os.path.expanduser(ckpt)))
-            if path.is_file():
+            try:
+                path = expand_path(ckpt)
+            except ModelUnavailable:
+                path = None
+            if path is not None and path.is_file():
                 return file_digest(path)
         return hashlib.sha256(f"{self.entry.adapter}|{ckpt}|{sorted(self.options.items())}".encode()).hexdigest()
+
+
+def expand_path(value: str) -> Path:
+    """A checkpoint path with ~ and $VARS expanded; ModelUnavailable naming the variable when one is unset."""
+    expanded = os.path.expandvars(os.path.expanduser(value))
+    unset = re.findall(r"\$\{?(\w+)", expanded)
+    if unset:
+        raise ModelUnavailable(
+            f"checkpoint {value!r} uses environment variable(s) {', '.join(unset)}, not set here: "
+            "export it (e.g. MATTERALIGN_WEIGHTS=/path/to/weights) or write the path out"
+        )
+    return Path(expanded)
 
 
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:

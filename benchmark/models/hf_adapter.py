@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from benchmark.errors import ConfigError, ModelUnavailable
-from benchmark.models.base import EmbedOutput, ModelAdapter, file_digest
+from benchmark.models.base import EmbedOutput, ModelAdapter, expand_path, file_digest
 from benchmark.structures import Sample
 
 DEFAULT_PROMPTS = {"smiles": "{smiles}", "text": "{text}", "protein": "{sequence}", "atoms": "{smiles}"}
@@ -38,16 +38,6 @@ SHA256_RE = re.compile(r"[0-9a-f]{64}")
 #: heads AutoModel may add that masked-LM checkpoints do not carry; never used for features
 OPTIONAL_HEADS = ("pooler.",)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".model", ".json", ".txt", ".py", ".tiktoken")
-
-
-def expand_path(value: str) -> Path:
-    """A checkpoint path with ~ and $VARS expanded; ModelUnavailable naming the variable when one is unset."""
-    expanded = os.path.expandvars(os.path.expanduser(value))
-    unset = re.findall(r"\$\{?(\w+)", expanded)
-    if unset:
-        raise ModelUnavailable(f"checkpoint {value!r} uses environment variable(s) {', '.join(unset)}, not set here: "
-                               "export it (e.g. MATTERALIGN_WEIGHTS=/path/to/weights) or write the path out")
-    return Path(expanded)
 
 
 def looks_like_path(value: str) -> bool:

@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmark.errors import ConfigError, ModelUnavailable
 from benchmark.models.base import EmbedOutput, ModelAdapter, file_digest, mean_pool
-from benchmark.models.hf_adapter import expand_path
+from benchmark.models.base import expand_path
 from benchmark.structures import Sample
 
 FOUNDATIONS = {"mace-mp": "mace_mp_urls", "mace-off": "mace_off_urls"}

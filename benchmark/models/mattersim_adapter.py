@@ -19,7 +19,7 @@ import numpy as np
 
 from benchmark.errors import ModelUnavailable
 from benchmark.models.base import EmbedOutput, ModelAdapter, file_digest, mean_pool
-from benchmark.models.hf_adapter import expand_path
+from benchmark.models.base import expand_path
 from benchmark.structures import Sample
 
 NAMED = {"mattersim-v1.0.0-1m": "mattersim-v1.0.0-1M.pth", "mattersim-v1.0.0-5m": "mattersim-v1.0.0-5M.pth"}

@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmark.errors import ConfigError, ModelUnavailable
 from benchmark.models.base import EmbedOutput, ModelAdapter, file_digest, mean_pool
-from benchmark.models.hf_adapter import expand_path
+from benchmark.models.base import expand_path
 from benchmark.structures import Sample
 
 ARCHITECTURES = ("orb_v3_direct_architecture", "orb_v3_conservative_architecture", "orb_v2_architecture")
