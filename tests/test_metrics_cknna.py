@@ -57,7 +57,7 @@ def _pair(n: int, d1: int, d2: int, noise: float, seed: int) -> tuple[np.ndarray
     return prepare_features(A), prepare_features(B)
 
 
-CASES = [(40, 5, 7, 2), (120, 16, 8, 5), (300, 32, 12, 10), (300, 3, 20, 10), (500, 64, 64, 15)]
+CASES = [(40, 5, 7, 2), (120, 16, 8, 5), (300, 32, 12, 10), (300, 3, 20, 10), (400, 64, 64, 15)]
 
 
 @pytest.mark.parametrize("n,d1,d2,k", CASES)

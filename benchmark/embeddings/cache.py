@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,14 @@ class EmbeddingStore:
     def shard_path(self, index: int) -> Path:
         return self.shard_dir / f"shard-{index:06d}.npz"
 
-    def read_shard(self, index: int, expected_ids: list[str]) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """A finished shard, or None when it is absent or does not hold exactly these ids (then redone)."""
+    def read_shard(
+        self, index: int, expected_ids: list[str], dtype: np.dtype | type | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """A finished, well-formed shard; None when it is absent, unreadable or wrong in any way (then redone).
+
+        Well-formed: exactly these ids, 2-D finite features of `dtype` (when given) with one row per id,
+        and energies (if any) of shape (n,).
+        """
         path = self.shard_path(index)
         if not path.is_file():
             return None
@@ -104,9 +111,13 @@ class EmbeddingStore:
                 ids = [str(x) for x in z["ids"]]
                 feats = z["features"]
                 energies = z["energies"] if "energies" in z.files else None
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None
-        if ids != expected_ids or feats.shape[0] != len(ids):
+        if ids != expected_ids or feats.ndim != 2 or feats.shape[0] != len(ids):
+            return None
+        if (dtype is not None and feats.dtype != np.dtype(dtype)) or not np.isfinite(feats).all():
+            return None
+        if energies is not None and energies.shape != (len(ids),):
             return None
         return feats, energies
 
@@ -121,6 +132,8 @@ class EmbeddingStore:
         atomic_write_bytes(self.shard_path(index), buf.getvalue())
 
     def finalize(self, ids: list[str], features: np.ndarray, energies: np.ndarray | None, meta: dict) -> Embeddings:
+        for stale in self.path.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
         atomic_save_npy(self.path / "features.npy", features)
         if energies is not None:
             atomic_save_npy(self.path / "energies.npy", energies)
@@ -130,16 +143,25 @@ class EmbeddingStore:
         return self.load()
 
     def load(self) -> Embeddings:
+        """The finished entry; DataError naming the folder when any file is unreadable or inconsistent."""
         if not self.complete:
             raise DataError(f"embedding cache entry {self.path} is incomplete; rerun the extraction to finish it")
-        meta = json.loads((self.path / "meta.json").read_text())
-        ids = json.loads((self.path / "ids.json").read_text())
-        features = np.load(self.path / "features.npy", allow_pickle=False)
-        epath = self.path / "energies.npy"
-        energies = np.load(epath, allow_pickle=False) if epath.is_file() else None
-        if features.ndim != 2 or features.shape[0] != len(ids):
+        fix = "delete the folder and rerun (it is recomputed)"
+        try:
+            meta = json.loads((self.path / "meta.json").read_text(encoding="utf-8"))
+            ids = json.loads((self.path / "ids.json").read_text(encoding="utf-8"))
+            features = np.load(self.path / "features.npy", allow_pickle=False)
+            epath = self.path / "energies.npy"
+            energies = np.load(epath, allow_pickle=False) if epath.is_file() else None
+        except (OSError, ValueError, EOFError, UnicodeDecodeError) as exc:
+            raise DataError(f"embedding cache entry {self.path} is corrupt ({type(exc).__name__}: {exc}); {fix}") from None
+        if not isinstance(ids, list) or features.ndim != 2 or features.shape[0] != len(ids):
             raise DataError(
-                f"embedding cache entry {self.path} is inconsistent: features {features.shape} for {len(ids)} ids; "
-                "delete the folder and rerun"
+                f"embedding cache entry {self.path} is inconsistent: features {features.shape} for "
+                f"{len(ids) if isinstance(ids, list) else '?'} ids; {fix}"
             )
+        if not np.isfinite(features).all():
+            raise DataError(f"embedding cache entry {self.path} holds NaN/inf features; {fix}")
+        if energies is not None and energies.shape != (len(ids),):
+            raise DataError(f"embedding cache entry {self.path}: energies {energies.shape} for {len(ids)} ids; {fix}")
         return Embeddings(self.key, self.path, features, ids, energies, meta)

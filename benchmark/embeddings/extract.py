@@ -94,13 +94,13 @@ def compute_shard(
     samples = dataset.samples
     idx = [i for b in shard for i in b]
     ids = [samples[i].id for i in idx]
-    got = store.read_shard(index, ids)
+    dtype = np.float32 if adapter.entry.dtype == "float32" else np.float64
+    got = store.read_shard(index, ids, dtype)
     if got is not None:
         if bar is not None:
             bar.update(len(idx))
         return got[0], got[1], True
     adapter.load()
-    dtype = np.float32 if adapter.entry.dtype == "float32" else np.float64
     f_list, e_list = [], []
     for b in shard:
         batch = [samples[i] for i in b]
@@ -134,13 +134,28 @@ def extract(
     energy_parts: list[np.ndarray | None] = []
     reused = computed = 0
     bar = _progress(len(dataset), f"{entry.key} / {dataset.task}", progress)
-    for s_idx, shard in enumerate(plan_shards(adapter, dataset)):
+    shards = plan_shards(adapter, dataset)
+    reused_flags: list[bool] = []
+    for s_idx, shard in enumerate(shards):
         feats, energies, was_reused = compute_shard(adapter, dataset, store, s_idx, shard, bar)
-        reused += was_reused
-        computed += not was_reused
+        reused_flags.append(was_reused)
         feats_parts.append(feats)
         energy_parts.append(energies)
     bar.close()
+    widths = {f.shape[1] for f in feats_parts}
+    if len(widths) > 1:
+        fresh = {f.shape[1] for f, r in zip(feats_parts, reused_flags) if not r}
+        if len(fresh) != 1:
+            raise DataError(
+                f"model {entry.key!r}: shards of {store.path} have different widths {sorted(widths)}; delete it and rerun"
+            )
+        for s_idx, shard in enumerate(shards):
+            if reused_flags[s_idx] and feats_parts[s_idx].shape[1] not in fresh:
+                store.shard_path(s_idx).unlink(missing_ok=True)
+                feats_parts[s_idx], energy_parts[s_idx], _ = compute_shard(adapter, dataset, store, s_idx, shard)
+                reused_flags[s_idx] = False
+    reused = sum(reused_flags)
+    computed = len(shards) - reused
     dtype = np.float32 if entry.dtype == "float32" else np.float64
     features = np.concatenate(feats_parts) if feats_parts else np.zeros((0, 0), dtype=dtype)
     energies_all = None if any(e is None for e in energy_parts) else np.concatenate(energy_parts)  # type: ignore[arg-type]

@@ -291,7 +291,9 @@ def _knn_faiss(X: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarr
     return v[:, :k], i[:, :k]
 
 
-def _knn_torch(X: np.ndarray, k: int, metric: str, block_size: int, device: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _knn_torch(
+    X: np.ndarray, k: int, metric: str, block_size: int, device: str | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Row blocks of X X^T on a torch device (GPU if given); ties fixed exactly on the host."""
     import torch
 

@@ -35,7 +35,9 @@ class _Sparse:
         return int(self.idx.shape[0])
 
 
-def _row_match(idx: np.ndarray, valid: np.ndarray | None, rows: np.ndarray, cols: np.ndarray, block: int = 65536) -> np.ndarray:
+def _row_match(
+    idx: np.ndarray, valid: np.ndarray | None, rows: np.ndarray, cols: np.ndarray, block: int = 65536
+) -> np.ndarray:
     """For each (rows[e], cols[e]): the slot s with idx[rows[e], s] == cols[e] (and valid, if
     given), else -1. O(len * w) compares, chunked to bound memory."""
     out = np.empty(rows.shape, dtype=np.int64)
@@ -99,10 +101,14 @@ def _hsic(s: _Sparse, unbiased: bool, w: np.ndarray | None = None) -> float:
 
 def _check_pair(ga: KnnGraph, gb: KnnGraph, k: int | None) -> int:
     if ga.n != gb.n:
-        raise DataError(f"the two kNN graphs have different numbers of points ({ga.n} vs {gb.n}); pair by sample id first")
+        raise DataError(
+            f"the two kNN graphs have different numbers of points ({ga.n} vs {gb.n}); pair by sample id first"
+        )
     k = min(ga.k, gb.k) if k is None else k
     if k > ga.k or k > gb.k:
-        raise DataError(f"k={k} exceeds the stored neighbours (k={ga.k} and k={gb.k}); recompute the graphs with k >= {k}")
+        raise DataError(
+            f"k={k} exceeds the stored neighbours (k={ga.k} and k={gb.k}); recompute the graphs with k >= {k}"
+        )
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     return k

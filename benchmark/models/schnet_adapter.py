@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -30,7 +31,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict (weights_only=True); ConfigError when it is not a convergence checkpoint."""
     from benchmark.convergence.model import CHECKPOINT_FORMAT
 
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise ConfigError(
+            f"{path}: cannot be read as a checkpoint ({type(exc).__name__}: {str(exc)[:200]}); "
+            "retrain it with `matteralign train-convergence` or fix the path"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
     return payload

@@ -15,19 +15,43 @@ from benchmark.registry.schema import ModelEntry, ModelsFile, TaskSpec
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODELS = PROJECT_ROOT / "models.yaml"
 DEFAULT_TASKS_DIR = PROJECT_ROOT / "tasks"
+#: values a registry file may hold after alias expansion (the real ones hold a few thousand)
+MAX_NODES = 200_000
 
 
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: file not found. Pass an existing file (or create it from the README's template).")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}. Fix the syntax.") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text. Save the file as UTF-8.") from None
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"{path}: YAML value cannot be read ({type(exc).__name__}: {str(exc)[:200]}).") from None
+    _bounded(data, path)
+    return data
+
+
+def _bounded(data: Any, path: Path) -> None:
+    """Refuse documents whose aliases expand past MAX_NODES (a 'YAML bomb' would explode when hashed)."""
+    count = 0
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise ConfigError(
+                f"{path}: more than {MAX_NODES} values once aliases are expanded; write the registry out plainly."
+            )
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def _explain(path: Path, exc: ValidationError, data: Any) -> ConfigError:
