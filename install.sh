@@ -18,7 +18,29 @@ extras="zoo"
 ani_dir="$HOME/.cache/matteralign/torchani-2.2.4"
 [ -d "$ani_dir/torchani/resources/ani-1x_8x" ] || \
     "$PY" -m pip install --quiet --no-deps --no-compile --target "$ani_dir" "torchani==2.2.4"
-if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-        || echo "install.sh: chromium not installed; the page screenshot test will be skipped" >&2
+[ "${1:-}" = "--test" ] || exit 0
+# Test-only system packages: Chromium renders the leaderboard page, PostgreSQL backs a real MLflow server.
+if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    need=""
+    [ -x /usr/bin/chromium ] || need="$need chromium"
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
+    if [ -n "$need" ]; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null) \
+            || echo "install.sh: could not install$need; the tests that need them will skip and say so" >&2
+    fi
+fi
+# DADApy is the independent reference for TwoNN and information imbalance. Its 0.3.4 sdist does not build
+# against numpy 2; patch the generated C the way numpy 2 requires and build it without its numpy<2 pin.
+if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('dadapy') is None)"; then
+    tmp=$(mktemp -d)
+    (
+        cd "$tmp"
+        "$PY" -m pip download --quiet --no-deps --no-binary :all: "dadapy==0.3.4" -d .
+        tar xzf dadapy-0.3.4.tar.gz && cd dadapy-0.3.4
+        sed -i 's/__pyx_v_d->subarray->shape/PyDataType_SUBARRAY(__pyx_v_d)->shape/g' dadapy/_cython/*.c
+        sed -i 's/flagsfloat_floatTYPE/flagsdoublefloatTYPE/' dadapy/_cython/cython_grads.c
+        sed -i 's/"numpy<2.0", //; s/"numpy<2.0"/"numpy"/' pyproject.toml
+        CFLAGS="-DCYTHON_COMPRESS_STRINGS=0" "$PY" -m pip install --quiet --no-build-isolation --no-deps .
+    ) || echo "install.sh: dadapy did not build; the dadapy reference tests will skip and say so" >&2
+    rm -rf "$tmp"
 fi

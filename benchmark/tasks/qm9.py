@@ -48,9 +48,19 @@ def row_to_sample(row) -> Sample:
     )
 
 
-def load(n_samples: int, seed: int, parts: list[int] | None = None) -> list[Sample]:
-    """A seeded subset of QM9 (uniform without replacement over all molecules), sorted by QM9 index."""
+def load(n_samples: int, seed: int, parts: list[int] | None = None, elements: list[str] | None = None) -> list[Sample]:
+    """A seeded subset of QM9 (uniform without replacement), sorted by QM9 index.
+
+    `elements` keeps only molecules made of those elements (e.g. H, C, N, O so that ANI-1x can embed all).
+    """
     frame = load_frame(tuple(parts or (1, 2, 3)))
+    if elements is not None:
+        unknown = sorted(set(elements) - set(SYMBOLS))
+        if unknown:
+            raise ConfigError(f"task qm9: option elements has {unknown}; QM9 holds only {sorted(SYMBOLS)}")
+        banned = [e for e in SYMBOLS if e not in elements]
+        keep = ~frame.Elements.apply(lambda text: any(f"'{e}'" in text for e in banned))
+        frame = frame[keep.to_numpy()].reset_index(drop=True)
     if n_samples > len(frame):
         raise ConfigError(f"task qm9: n_samples={n_samples} exceeds the {len(frame)} molecules available")
     rng = np.random.default_rng(seed)
