@@ -35,7 +35,7 @@ if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('da
     tmp=$(mktemp -d)
     (
         cd "$tmp"
-        "$PY" -m pip download --quiet --no-deps --no-binary :all: "dadapy==0.3.4" -d .
+        "$PY" -m pip download --quiet --no-deps --no-build-isolation "dadapy==0.3.4" -d .
         tar xzf dadapy-0.3.4.tar.gz && cd dadapy-0.3.4
         sed -i 's/__pyx_v_d->subarray->shape/PyDataType_SUBARRAY(__pyx_v_d)->shape/g' dadapy/_cython/*.c
         sed -i 's/flagsfloat_floatTYPE/flagsdoublefloatTYPE/' dadapy/_cython/cython_grads.c

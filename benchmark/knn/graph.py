@@ -146,6 +146,23 @@ def prepare_features(X: np.ndarray, clip_quantile: float | None = 0.95, clip_mod
     return (X / norms).astype(X.dtype, copy=False)
 
 
+SPARSE_NOTE = "clip threshold (0.95 quantile of |x|) is 0 for these sparse features: normalised without clipping"
+
+
+def prepare_for_alignment(X: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """`prepare_features` with the benchmark's one exception, and a note saying when it applied.
+
+    Sparse features (e.g. fingerprints) have a 0.95 quantile of |x| of 0, so clipping would zero every row;
+    they are L2-normalised without clipping instead. Any other DataError propagates.
+    """
+    try:
+        return prepare_features(X), None
+    except DataError as exc:
+        if "zero after clipping" not in str(exc):
+            raise
+    return prepare_features(X, clip_quantile=None), SPARSE_NOTE
+
+
 def _topk_rows(S: np.ndarray, k: int, col_offset: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k (by score, descending; ties by column index) of every row of S."""
     part = np.argpartition(S, S.shape[1] - k, axis=1)[:, S.shape[1] - k :]

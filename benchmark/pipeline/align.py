@@ -18,7 +18,7 @@ import numpy as np
 
 from benchmark import tracking
 from benchmark.errors import DataError
-from benchmark.knn import cached_knn_graph, prepare_features
+from benchmark.knn import cached_knn_graph, prepare_for_alignment
 from benchmark.metrics import (
     alignment_ci,
     check_paired,
@@ -58,16 +58,15 @@ def _safe(errors: dict[str, str], name: str, fn: Callable[[], object]):
 
 
 def _prepare(raw: np.ndarray, err: dict[str, str]) -> np.ndarray | None:
-    """platonic-rep preparation; for sparse features (e.g. fingerprints) whose 0.95 quantile of |x| is 0,
-    clipping would zero every row, so those are normalised without clipping and the fact is recorded."""
+    """The shared alignment preparation; its sparse-feature note or error is recorded on the run."""
     try:
-        return prepare_features(raw)
+        prepared, note = prepare_for_alignment(raw)
     except DataError as exc:
-        if "zero after clipping" not in str(exc):
-            err["prepare"] = f"DataError: {exc}"[:500]
-            return None
-    err["warning.prepare"] = "clip threshold (0.95 quantile of |x|) is 0 for these sparse features: not clipped"
-    return _safe(err, "prepare", lambda: prepare_features(raw, clip_quantile=None))
+        err["prepare"] = f"DataError: {exc}"[:500]
+        return None
+    if note:
+        err["warning.prepare"] = note
+    return prepared
 
 
 def align_task(results: list, choice: ReferenceChoice, cfg, root: Path) -> None:

@@ -14,8 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmark.errors import DataError
-from benchmark.knn import KnnGraph, knn_graph, prepare_features
+from benchmark.knn import KnnGraph, knn_graph, prepare_for_alignment
 from benchmark.metrics import cknna, mutual_knn
 
 METRICS = ("cknna", "mutual_knn")
@@ -43,18 +42,8 @@ class NullResult:
 
 
 def cosine_graph(X: np.ndarray, k: int) -> KnnGraph:
-    """The pipeline's alignment graph: platonic-rep preparation (clip + L2 normalise), cosine top-k.
-
-    Like `benchmark.pipeline.align`, sparse features (fingerprints) whose clip threshold is 0 are
-    normalised without clipping, which would otherwise zero every row.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    try:
-        prepared = prepare_features(X)
-    except DataError as exc:
-        if "zero after clipping" not in str(exc):
-            raise
-        prepared = prepare_features(X, clip_quantile=None)
+    """The pipeline's alignment graph: the same preparation (`prepare_for_alignment`), cosine top-k."""
+    prepared, _ = prepare_for_alignment(np.asarray(X, dtype=np.float64))
     return knn_graph(prepared, k, "cosine")
 
 
