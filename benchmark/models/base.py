@@ -44,6 +44,7 @@ class ModelAdapter(ABC):
         self.options = dict(entry.options)
         self.device = device
         self._loaded = False
+        self._digest: str | None = None
 
     # --- availability -------------------------------------------------------------------------
     @classmethod
@@ -60,7 +61,27 @@ class ModelAdapter(ABC):
                 f"package(s) {', '.join(missing)} not installed; install with: "
                 f"pip install {' '.join(self.entry.requirements or missing)}"
             )
+        try:
+            self.weights_path()
+        except ModelUnavailable as exc:
+            return str(exc)
         return None
+
+    def weights_path(self) -> Path | None:
+        """The one file holding the weights; ModelUnavailable naming what is missing and how to provide it.
+
+        None for models without a single weights file. The default: `checkpoint` when it names a file.
+        Subclasses that resolve names (shipped checkpoints, hub caches) override this one method; the
+        availability check and the checkpoint digest both follow from it.
+        """
+        ckpt = self.entry.checkpoint
+        if not ckpt:
+            return None
+        try:
+            path = expand_path(ckpt)
+        except ModelUnavailable:
+            return None
+        return path if path.is_file() else None
 
     def load(self) -> None:
         if self._loaded:
@@ -98,19 +119,19 @@ class ModelAdapter(ABC):
 
     # --- identity -------------------------------------------------------------------------------
     def checkpoint_digest(self) -> str:
-        """Content digest of the weights: the file's sha256 when the checkpoint is a file, else of its name.
-
-        Subclasses whose weights live inside a package override this to hash the real file.
-        """
-        ckpt = self.entry.checkpoint
-        if ckpt:
+        """Content digest of the weights: sha256 of `weights_path()` when there is one, else of the entry's
+        adapter, checkpoint name and options (computed once per adapter)."""
+        if self._digest is None:
             try:
-                path = expand_path(ckpt)
-            except ModelUnavailable:
+                path = self.weights_path()
+            except (ModelUnavailable, ImportError):
                 path = None
-            if path is not None and path.is_file():
-                return file_digest(path)
-        return hashlib.sha256(f"{self.entry.adapter}|{ckpt}|{sorted(self.options.items())}".encode()).hexdigest()
+            if path is not None:
+                self._digest = file_digest(path)
+            else:
+                name = f"{self.entry.adapter}|{self.entry.checkpoint}|{sorted(self.options.items())}"
+                self._digest = hashlib.sha256(name.encode()).hexdigest()
+        return self._digest
 
 
 def expand_path(value: str) -> Path:

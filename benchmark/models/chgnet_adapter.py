@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from benchmark.errors import ModelUnavailable
-from benchmark.models.base import EmbedOutput, ModelAdapter, file_digest, mean_pool
+from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool
 from benchmark.structures import Sample
 
 #: CHGNet.load model names -> checkpoint file under chgnet/pretrained (what the 0.4.2 wheel ships)
@@ -64,20 +64,14 @@ class CHGNetAdapter(ModelAdapter):
         self.max_atoms_per_batch = int(self.options.get("max_atoms_per_batch", 2048))
         self._captured: list = []
 
-    def unavailable_reason(self) -> str | None:
-        reason = super().unavailable_reason()
-        if reason:
-            return reason
-        if resolve_checkpoint(self.checkpoint) is None:
-            return (
+    def weights_path(self) -> Path:
+        path = resolve_checkpoint(self.checkpoint)
+        if path is None:
+            raise ModelUnavailable(
                 f"CHGNet checkpoint {self.checkpoint!r} is neither a file nor one shipped in the installed chgnet "
                 f"wheel ({', '.join(sorted(SHIPPED_CHECKPOINTS))})"
             )
-        return None
-
-    def checkpoint_digest(self) -> str:
-        path = resolve_checkpoint(self.checkpoint)
-        return file_digest(path) if path is not None else super().checkpoint_digest()
+        return path
 
     def _load(self) -> None:
         import contextlib

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from benchmark.errors import ConfigError, ModelUnavailable
-from benchmark.models.base import EmbedOutput, ModelAdapter, file_digest, mean_pool
+from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool
 from benchmark.models.base import expand_path
 from benchmark.structures import Sample
 
@@ -95,30 +95,16 @@ class FairchemAdapter(ModelAdapter):
         if self.task not in TASKS:
             raise ConfigError(f"model {entry.key!r}: option task must be one of {', '.join(TASKS)}")
         self.spin = int(self.options.get("spin", 1 if self.task == "omol" else 0))
-        self._digest: str | None = None
 
-    def unavailable_reason(self) -> str | None:
-        reason = super().unavailable_reason()
-        if reason:
-            return reason
+    def weights_path(self) -> Path:
         import importlib.util
 
         if importlib.util.find_spec("fairchem.core.units.mlip_unit") is None:
-            return ("fairchem-core 1.x is installed; this adapter needs fairchem-core >= 2 (MLIPInferenceCheckpoint), "
-                    "so fairchem v1 checkpoints such as EquiformerV2 cannot be loaded")
-        try:
-            resolve_fairchem_checkpoint(self.entry.checkpoint)
-        except ModelUnavailable as exc:
-            return str(exc)
-        return None
-
-    def checkpoint_digest(self) -> str:
-        if self._digest is None:
-            try:
-                self._digest = file_digest(resolve_fairchem_checkpoint(self.entry.checkpoint)[0])
-            except (ModelUnavailable, ImportError):
-                return super().checkpoint_digest()
-        return self._digest
+            raise ModelUnavailable(
+                "fairchem-core 1.x is installed; this adapter needs fairchem-core >= 2 (MLIPInferenceCheckpoint), "
+                "so fairchem v1 checkpoints such as EquiformerV2 cannot be loaded"
+            )
+        return resolve_fairchem_checkpoint(self.entry.checkpoint)[0]
 
     def _load(self) -> None:
         from fairchem.core.units.mlip_unit import load_predict_unit

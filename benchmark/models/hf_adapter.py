@@ -20,7 +20,6 @@ ever downloaded. Options:
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import string
 from pathlib import Path

@@ -25,7 +25,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from benchmark.errors import ConfigError, ModelUnavailable
-from benchmark.models.base import EmbedOutput, ModelAdapter, file_digest, mean_pool
+from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool
 from benchmark.models.base import expand_path
 from benchmark.structures import Sample
 
@@ -76,25 +76,9 @@ class MACEAdapter(ModelAdapter):
         self.precision = str(self.options.get("precision", "float64"))
         if self.precision not in ("float32", "float64"):
             raise ConfigError(f"model {entry.key!r}: option precision must be 'float32' or 'float64'")
-        self._digest: str | None = None
 
-    def unavailable_reason(self) -> str | None:
-        reason = super().unavailable_reason()
-        if reason:
-            return reason
-        try:
-            resolve_mace_checkpoint(self.entry.checkpoint)
-        except ModelUnavailable as exc:
-            return str(exc)
-        return None
-
-    def checkpoint_digest(self) -> str:
-        if self._digest is None:
-            try:
-                self._digest = file_digest(resolve_mace_checkpoint(self.entry.checkpoint))
-            except (ModelUnavailable, ImportError):
-                return super().checkpoint_digest()
-        return self._digest
+    def weights_path(self) -> Path:
+        return resolve_mace_checkpoint(self.entry.checkpoint)
 
     def _load(self) -> None:
         import mace  # noqa: F401 - first: it lets e3nn 0.4 read its constants under torch >= 2.6

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from benchmark.errors import ModelUnavailable
-from benchmark.models.base import EmbedOutput, ModelAdapter, file_digest, mean_pool
+from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool
 from benchmark.models.base import expand_path
 from benchmark.structures import Sample
 
@@ -55,25 +55,9 @@ class MatterSimAdapter(ModelAdapter):
 
     def __init__(self, entry, device: str = "cpu") -> None:
         super().__init__(entry, device)
-        self._digest: str | None = None
 
-    def unavailable_reason(self) -> str | None:
-        reason = super().unavailable_reason()
-        if reason:
-            return reason
-        try:
-            resolve_mattersim_checkpoint(self.entry.checkpoint)
-        except ModelUnavailable as exc:
-            return str(exc)
-        return None
-
-    def checkpoint_digest(self) -> str:
-        if self._digest is None:
-            try:
-                self._digest = file_digest(resolve_mattersim_checkpoint(self.entry.checkpoint))
-            except ModelUnavailable:
-                return super().checkpoint_digest()
-        return self._digest
+    def weights_path(self) -> Path:
+        return resolve_mattersim_checkpoint(self.entry.checkpoint)
 
     def _load(self) -> None:
         from mattersim.forcefield.potential import Potential

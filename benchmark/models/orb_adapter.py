@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from benchmark.errors import ConfigError, ModelUnavailable
-from benchmark.models.base import EmbedOutput, ModelAdapter, file_digest, mean_pool
+from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool
 from benchmark.models.base import expand_path
 from benchmark.structures import Sample
 
@@ -52,7 +52,6 @@ class OrbAdapter(ModelAdapter):
         if self.architecture and self.architecture not in ARCHITECTURES:
             raise ConfigError(f"model {entry.key!r}: architecture must be one of {', '.join(ARCHITECTURES)}")
         self.precision = str(self.options.get("precision", "float32-highest"))
-        self._digest: str | None = None
 
     def _path(self) -> Path:
         if not self.entry.checkpoint:
@@ -74,23 +73,8 @@ class OrbAdapter(ModelAdapter):
                               f"{', '.join(sorted(pretrained.ORB_PRETRAINED_MODELS))}")
         return str(inspect.signature(builder).parameters["weights_path"].default)
 
-    def unavailable_reason(self) -> str | None:
-        reason = super().unavailable_reason()
-        if reason:
-            return reason
-        try:
-            self._path()
-        except ModelUnavailable as exc:
-            return str(exc)
-        return None
-
-    def checkpoint_digest(self) -> str:
-        if self._digest is None:
-            try:
-                self._digest = file_digest(self._path())
-            except (ModelUnavailable, ImportError):
-                return super().checkpoint_digest()
-        return self._digest
+    def weights_path(self) -> Path:
+        return self._path()
 
     def _load(self) -> None:
         from orb_models.forcefield import pretrained

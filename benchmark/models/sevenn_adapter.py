@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from benchmark.errors import ModelUnavailable
-from benchmark.models.base import EmbedOutput, ModelAdapter, file_digest, mean_pool
+from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool
 from benchmark.structures import Sample
 
 #: pretrained names -> checkpoint file under sevenn/pretrained_potentials (the ones the 0.13 wheel ships)
@@ -62,20 +62,14 @@ class SevenNetAdapter(ModelAdapter):
         self.max_atoms_per_batch = int(self.options.get("max_atoms_per_batch", 2048))
         self._captured: list = []
 
-    def unavailable_reason(self) -> str | None:
-        reason = super().unavailable_reason()
-        if reason:
-            return reason
-        if resolve_checkpoint(self.checkpoint) is None:
-            return (
+    def weights_path(self) -> Path:
+        path = resolve_checkpoint(self.checkpoint)
+        if path is None:
+            raise ModelUnavailable(
                 f"SevenNet checkpoint {self.checkpoint!r} is neither a file nor one shipped in the installed sevenn "
                 f"wheel ({', '.join(sorted(SHIPPED_CHECKPOINTS))}); download it and set `checkpoint:` to its path"
             )
-        return None
-
-    def checkpoint_digest(self) -> str:
-        path = resolve_checkpoint(self.checkpoint)
-        return file_digest(path) if path is not None else super().checkpoint_digest()
+        return path
 
     def _load(self) -> None:
         import torch

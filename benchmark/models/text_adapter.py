@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from benchmark.errors import ModelUnavailable
-from benchmark.models.base import EmbedOutput, ModelAdapter, file_digest
+from benchmark.models.base import EmbedOutput, ModelAdapter
 from benchmark.structures import Sample
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -54,26 +54,21 @@ class HFTextEncoderAdapter(ModelAdapter):
             return None
         return next((directory / f for f in WEIGHT_FILES if (directory / f).is_file()), None)
 
-    def unavailable_reason(self) -> str | None:
-        reason = super().unavailable_reason()
-        if reason:
-            return reason
+    def weights_path(self) -> Path:
         directory = self.model_dir()
         if directory is None:
             package = self.options.get("package")
             if package:
-                return f"package {package!r} (it ships the weights) is not installed"
-            return "no `checkpoint:` path to a local Hugging Face model directory is set"
-        if not (directory / "config.json").is_file() or self.weight_file() is None:
-            return (
+                raise ModelUnavailable(f"package {package!r} (it ships the weights) is not installed")
+            raise ModelUnavailable("no `checkpoint:` path to a local Hugging Face model directory is set")
+        weights = self.weight_file()
+        if not (directory / "config.json").is_file() or weights is None:
+            raise ModelUnavailable(
                 f"{directory} is not a local Hugging Face model directory (needs config.json and one of "
                 f"{', '.join(WEIGHT_FILES)})"
             )
-        return None
+        return weights
 
-    def checkpoint_digest(self) -> str:
-        path = self.weight_file()
-        return file_digest(path) if path is not None else super().checkpoint_digest()
 
     def _load(self) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
