@@ -23,6 +23,7 @@ from benchmark.embeddings import cache_root, extract
 from benchmark.embeddings.extract import ExtractResult
 from benchmark.errors import ConfigError, DataError, MatteralignError, ModelUnavailable
 from benchmark.metrics.energy import energy_mae_per_atom, probe_energy_mae
+from benchmark.pipeline.align import align_task
 from benchmark.pipeline.reference import ReferenceChoice, choose_references
 from benchmark.registry import ModelEntry, TaskSpec, import_object, load_models, load_tasks, models_by_key, select
 from benchmark.registry.loader import DEFAULT_MODELS, DEFAULT_TASKS_DIR
@@ -167,8 +168,6 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
             mlflow.set_tag(f"{tracking.TAG}reference_reason.{spec.name}", choice.reason[:4900])
             _say(f"[task {spec.name}] reference: {choice.model or 'none'} ({choice.reason})")
             task_results = [r for r in results if r.task == spec.name]
-            from benchmark.pipeline.align import align_task
-
             align_task(task_results, choice, cfg, root)
         summary_df = summary_frame(results, references)
         with tempfile.TemporaryDirectory() as tmp:
