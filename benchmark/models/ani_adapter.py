@@ -80,6 +80,7 @@ class ANIAdapter(ModelAdapter):
 
     def _load(self) -> None:
         import torch
+        os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")  # CUDA extensions are irrelevant on CPU
         from torchani import neurochem
         from torchani.arch import ANI
 
