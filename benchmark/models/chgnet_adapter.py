@@ -1,7 +1,7 @@
 """CHGNet (Deng et al. 2023): charge-informed graph network potential; checkpoints ship in the `chgnet` wheel.
 
 CHGNet reads only periodic pymatgen Structures, so a molecule is placed in a cubic-ish box whose vacuum
-(`options.vacuum`, default 10 A) exceeds the 6 A atom-graph cutoff: no atom sees a periodic image, and the
+(`options.vacuum`, default 10 A) exceeds the atom-graph cutoff (5-6 A): no atom sees a periodic image, and the
 result does not depend on the box.
 """
 
@@ -104,11 +104,12 @@ class CHGNetAdapter(ModelAdapter):
             return f"CHGNet embeds elements Z=1..{MAX_Z} only"
         from ase.neighborlist import neighbor_list
 
+        self.load()  # the atom-graph cutoff is the checkpoint's own (5 A for 0.2.0, 6 A for 0.3.0)
         if sample.n_atoms == 1 and not sample.pbc:
-            return "a single atom has no neighbours within the 6 A graph cutoff"
-        first = neighbor_list("i", sample.to_atoms(), 6.0)
+            return f"a single atom has no neighbours within the {self.cutoff:g} A graph cutoff"
+        first = neighbor_list("i", sample.to_atoms(), self.cutoff)
         if len(np.unique(first)) < sample.n_atoms:
-            return "an atom has no neighbour within CHGNet's 6 A graph cutoff"
+            return f"an atom has no neighbour within this CHGNet's {self.cutoff:g} A graph cutoff"
         return None
 
     def structure(self, sample: Sample):
