@@ -146,6 +146,26 @@ def expand_path(value: str) -> Path:
     return Path(expanded)
 
 
+def shipped_or_path(name: str, package: str, folder: str, shipped: dict[str, str]) -> Path | None:
+    """A checkpoint shipped inside an installed package (by short name) or a file path; None when absent.
+
+    The package is located with find_spec, not imported, so this stays cheap and works before loading.
+    """
+    if name in shipped:
+        import importlib.util
+
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            return None
+        path = Path(spec.origin).parent / folder / shipped[name]
+    else:
+        try:
+            path = expand_path(name)
+        except ModelUnavailable:
+            return None
+    return path if path.is_file() else None
+
+
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -7,15 +7,13 @@ result does not depend on the box.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from benchmark.errors import ModelUnavailable
-from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool
+from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool, shipped_or_path
 from benchmark.structures import Sample
 
 #: CHGNet.load model names -> checkpoint file under chgnet/pretrained (what the 0.4.2 wheel ships)
@@ -30,14 +28,7 @@ MAX_Z = 94
 
 def resolve_checkpoint(name: str) -> Path | None:
     """The checkpoint file for a shipped model name or a path, or None when it is not on disk."""
-    if name in SHIPPED_CHECKPOINTS:
-        spec = importlib.util.find_spec("chgnet")
-        if spec is None or spec.origin is None:
-            return None
-        path = Path(spec.origin).parent / "pretrained" / SHIPPED_CHECKPOINTS[name]
-    else:
-        path = Path(os.path.expandvars(os.path.expanduser(name)))
-    return path if path.is_file() else None
+    return shipped_or_path(name, "chgnet", "pretrained", SHIPPED_CHECKPOINTS)
 
 
 class CHGNetAdapter(ModelAdapter):

@@ -7,8 +7,6 @@ is reported instead of sevenn's fallback of downloading it.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -16,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from benchmark.errors import ModelUnavailable
-from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool
+from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool, shipped_or_path
 from benchmark.structures import Sample
 
 #: pretrained names -> checkpoint file under sevenn/pretrained_potentials (the ones the 0.13 wheel ships)
@@ -33,14 +31,8 @@ READOUT_MODULE = "reduce_input_to_hidden"
 def resolve_checkpoint(name: str) -> Path | None:
     """The checkpoint file for a shipped name or a path, or None when it is not on disk."""
     key = name.lower().replace("sevennet", "7net")
-    if key in SHIPPED_CHECKPOINTS:
-        spec = importlib.util.find_spec("sevenn")
-        if spec is None or spec.origin is None:
-            return None
-        path = Path(spec.origin).parent / "pretrained_potentials" / SHIPPED_CHECKPOINTS[key]
-    else:
-        path = Path(os.path.expandvars(os.path.expanduser(name)))
-    return path if path.is_file() else None
+    return shipped_or_path(key if key in SHIPPED_CHECKPOINTS else name, "sevenn", "pretrained_potentials",
+                           SHIPPED_CHECKPOINTS)
 
 
 class SevenNetAdapter(ModelAdapter):
