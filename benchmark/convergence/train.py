@@ -31,6 +31,7 @@ from benchmark.convergence.model import (
     fit_element_reference,
     predict,
 )
+from benchmark import tracking
 from benchmark.errors import ConfigError
 from benchmark.models.base import file_digest
 from benchmark.structures import Sample
@@ -215,18 +216,6 @@ def train_one(
     }
 
 
-def experiment_id_for(name: str, artifact_location: str | None = None) -> str:
-    """Id of the MLflow experiment `name` in the current tracking store, created when absent.
-
-    Passed to each run explicitly so the caller's active experiment is left untouched.
-    """
-    client = mlflow.MlflowClient()
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location)
-
-
 def run_experiment(
     train_sizes: Sequence[int] = DEFAULT_TRAIN_SIZES,
     epochs: Sequence[int] = DEFAULT_EPOCHS,
@@ -253,7 +242,7 @@ def run_experiment(
     out = Path(out_dir)
     config = SchNetConfig(hidden=hidden, n_interactions=n_interactions)
     test, pool = split(test_size, max(train_sizes), seed, exclude_ids)
-    experiment_id = experiment_id_for(experiment, artifact_location)
+    experiment_id = tracking.get_or_create_experiment(experiment, artifact_location)
     mlflow.pytorch.autolog(log_models=False, silent=True)
     records = []
     try:

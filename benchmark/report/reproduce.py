@@ -470,8 +470,8 @@ def main(args: argparse.Namespace) -> int:
     if conv is not None and conv.figure is not None:
         made.append(Path(shutil.copy(conv.figure, figures / "convergence.png")))
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=f"reproduce-{args.size}") as run:
+    with mlflow.start_run(experiment_id=tracking.get_or_create_experiment(experiment),
+                          run_name=f"reproduce-{args.size}") as run:
         mlflow.set_tags({f"{tracking.TAG}kind": KIND_REPORT, f"{tracking.TAG}benchmark_version": __version__,
                          f"{tracking.TAG}git_sha": tracking.git_sha(),
                          f"{tracking.TAG}source.benchmark": bench.parent_run_id,

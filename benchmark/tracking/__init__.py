@@ -29,6 +29,30 @@ def experiment_name(explicit: str | None = None) -> str:
     return explicit or os.environ.get("MATTERALIGN_EXPERIMENT") or DEFAULT_EXPERIMENT
 
 
+def get_or_create_experiment(name: str, artifact_location: str | None = None) -> str:
+    """The id of experiment `name` in the current store, created if needed; safe when processes race to create it.
+
+    mlflow.set_experiment(name) is not: the process that loses the creation race gets the experiment back
+    without it becoming active, so its runs land silently in the Default experiment (MLflow 3.17).
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        raise RuntimeError(f"experiment {name!r} was reported to exist but cannot be read back")
+    return exp.experiment_id
+
+
 def setup(uri: str | None = None, experiment: str | None = None) -> tuple[str, str]:
     """Point MLflow at the tracking store and experiment; returns (uri, experiment name).
 
@@ -49,7 +73,7 @@ def setup(uri: str | None = None, experiment: str | None = None) -> tuple[str, s
             exp_id = mlflow.tracking.MlflowClient().get_run(project_run).info.experiment_id
             exp = mlflow.set_experiment(experiment_id=exp_id)
         else:
-            exp = mlflow.set_experiment(experiment_name(experiment))
+            exp = mlflow.set_experiment(experiment_id=get_or_create_experiment(experiment_name(experiment)))
     except Exception as exc:  # noqa: BLE001 - any store failure becomes one actionable message
         raise MatteralignError(
             f"cannot reach the MLflow tracking store {uri!r}: {type(exc).__name__}: {str(exc)[:300]}. "
