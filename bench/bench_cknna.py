@@ -2,7 +2,7 @@
 
 The reference builds the n x n kernels in torch float32 and follows platonic-rep's operations
 (clone + fill_diagonal(-inf), topk, scatter masks, masked products, dense unbiased HSIC). Ours
-is two exact kNN graphs (numpy blocked GEMM, float64) plus the O(n k) sparse HSIC. Each method
+is two exact kNN graphs (numpy blocked GEMM, float32 as the pipeline's embeddings) plus the O(n k) sparse HSIC. Each method
 runs in its own subprocess on the same seeded data (built once, loaded from a file, so the
 baseline RSS holds only the inputs); the figures are wall time and peak-RSS delta over that
 baseline, and the ratios reference / ours.
@@ -66,13 +66,14 @@ def gb(x: float) -> str:
 
 
 def make_data(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two related representations of n samples, prepared (clipped + L2-normalised)."""
+    """Two related float32 representations of n samples (the pipeline stores float32 embeddings), prepared
+    (clipped + L2-normalised) as the pipeline prepares them."""
     from benchmark.knn import prepare_features
 
     rng = np.random.default_rng(seed)
     A = rng.standard_normal((n, d))
     B = np.tanh(A @ (rng.standard_normal((d, d)) / np.sqrt(d))) + 0.5 * rng.standard_normal((n, d))
-    return prepare_features(A), prepare_features(B)
+    return prepare_features(A.astype(np.float32)), prepare_features(B.astype(np.float32))
 
 
 def dense_reference(A: np.ndarray, B: np.ndarray, k: int) -> float:
@@ -138,10 +139,10 @@ def main() -> None:
     args = ["--k", str(a.k), "--data", data]
     print(f"CKNNA n={a.n} d={a.d} k={a.k} (threads: {os.cpu_count()} cpus)")
     o = spawn(__file__, args + ["--worker", "ours"])
-    print(f"ours (numpy kNN f64 + sparse HSIC): {o['value']:.9f}  {o['seconds']:.2f} s  peak +{gb(o['peak_delta_bytes'])}")
-    need = 12 * 4 * a.n**2
+    print(f"ours (numpy kNN f32 + sparse HSIC): {o['value']:.9f}  {o['seconds']:.2f} s  peak +{gb(o['peak_delta_bytes'])}")
+    need = 9 * 4 * a.n**2  # measured peak at n = 10,000: 8.1 n x n float32 buffers
     if need > 0.85 * available_bytes():
-        print(f"dense reference skipped: needs ~{gb(need)} (12 n x n float32), {gb(available_bytes())} available")
+        print(f"dense reference skipped: needs ~{gb(need)} (9 n x n float32), {gb(available_bytes())} available")
         return
     r = spawn(__file__, args + ["--worker", "dense"])
     print(f"dense reference (torch f32 n x n):  {r['value']:.9f}  {r['seconds']:.2f} s  peak +{gb(r['peak_delta_bytes'])}")

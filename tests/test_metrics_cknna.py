@@ -158,3 +158,22 @@ def test_ci_mutual_knn_is_bootstrap_of_mean():
     se = per_point.std(ddof=1) / np.sqrt(500)
     assert (hi - lo) == pytest.approx(2 * 1.96 * se, rel=0.2)
     assert lo < dense_mutual_knn(A, B, 10) < hi
+
+
+def test_bootstrap_replicates_match_dense_row_weighted_hsic():
+    """Each bootstrap replicate is HSIC_u of the masked kernels with row i scaled by its count w_i."""
+    from benchmark.metrics.knn_alignment import _both_support, _self_support, _WeightedHsic
+
+    n, k = 60, 5
+    A, B = _pair(n, 6, 5, 0.5, 3)
+    ga, gb = knn_graph(A, k), knn_graph(B, k)
+    K, L = A @ A.T, B @ B.T
+    MK, ML = _mask(K, k, True), _mask(L, k, True)
+    W = np.random.default_rng(1).multinomial(n, np.full(n, 1 / n), size=4).astype(np.float64)
+    cases = [(_both_support(ga, gb, k, True), MK * ML * K, MK * ML * L),
+             (_self_support(ga, k, True), MK * K, MK * K), (_self_support(gb, k, True), ML * L, ML * L)]
+    for support, Kd, Ld in cases:
+        want = [_hsic_u(w[:, None] * Kd, w[:, None] * Ld) for w in W]
+        np.testing.assert_allclose(_WeightedHsic(support)(W), want, rtol=1e-9, atol=1e-15)
+    ones = _WeightedHsic(cases[0][0])(np.ones((1, n)))
+    assert ones[0] == pytest.approx(_hsic_u(*cases[0][1:]), rel=1e-12)

@@ -3,7 +3,7 @@
 Every HSIC term of CKNNA is a sum over the non-zero entries of a masked kernel, and those
 entries are exactly the stored top-k similarities, so the n x n matrices of the reference
 (platonic-rep) implementation are never needed. Transposed entries are found by scanning the
-k slots of the partner row (k^2 compares per row: cache-friendly, no sort). See
+k slots of the partner row (k^2 compares per row: cache-friendly, no sort), once per graph. See
 /work/shared/metric-definitions.md.
 """
 
@@ -35,33 +35,48 @@ class _Sparse:
         return int(self.idx.shape[0])
 
 
-def _row_match(
-    idx: np.ndarray, valid: np.ndarray | None, rows: np.ndarray, cols: np.ndarray, block: int = 65536
-) -> np.ndarray:
-    """For each (rows[e], cols[e]): the slot s with idx[rows[e], s] == cols[e] (and valid, if
-    given), else -1. O(len * w) compares, chunked to bound memory."""
-    out = np.empty(rows.shape, dtype=np.int64)
-    idx32 = idx.astype(np.int32)
-    for a in range(0, rows.size, block):
-        r, c = rows[a : a + block], cols[a : a + block]
-        hit = idx32[r] == c.astype(np.int32)[:, None]
-        if valid is not None:
-            hit &= valid[r]
-        slot = hit.argmax(axis=1)
-        out[a : a + block] = np.where(hit[np.arange(r.size), slot], slot, -1)
+def _transpose_slots(g: KnnGraph, k: int, unbiased: bool) -> np.ndarray:
+    """For each slot (i, s) of the graph's row-mask lists: the slot of i in the list of idx[i, s], else -1.
+
+    O(n k^2) compares with a gather of partner rows; cached on the graph object, since a model's graph
+    meets many partners and every pair needs it.
+    """
+    cache = g.__dict__.setdefault("_tslot_cache", {})
+    key = (k, unbiased)
+    if key not in cache:
+        idx, _ = _lists(g, k, unbiased)
+        n, w = idx.shape
+        out = np.empty(n * w, dtype=np.int64)
+        idx32, flat = idx.astype(np.int32), idx.ravel()
+        rows = np.repeat(np.arange(n, dtype=np.int32), w)
+        block = max(1, 2**20 // w)
+        for a in range(0, flat.size, block):
+            hit = idx32[flat[a : a + block]] == rows[a : a + block, None]
+            slot = hit.argmax(axis=1)
+            out[a : a + block] = np.where(hit[np.arange(slot.size), slot], slot, -1)
+        cache[key] = out.reshape(n, w)
+    return cache[key]
+
+
+def _same_row_slots(ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """For each (i, s): the slot t with ib[i, t] == ia[i, s], else -1. Rows are aligned, so no gather."""
+    out = np.empty(ia.shape, dtype=np.int64)
+    block = max(1, 2**20 // (ia.shape[1] * ib.shape[1]))
+    for a in range(0, ia.shape[0], block):
+        eq = ia[a : a + block, :, None] == ib[a : a + block, None, :]
+        out[a : a + block] = np.where(eq.any(axis=2), eq.argmax(axis=2), -1)
     return out
 
 
-def _support(idx: np.ndarray, valid: np.ndarray | None, a: np.ndarray, b: np.ndarray) -> _Sparse:
-    """valid None: every slot is in the support."""
-    n, w = idx.shape
-    rows = np.repeat(np.arange(n, dtype=np.int64), w)
-    tslot = _row_match(idx, valid, idx.ravel(), rows).reshape(n, w)
+def _support(idx: np.ndarray, valid: np.ndarray | None, a: np.ndarray, b: np.ndarray, tslot: np.ndarray) -> _Sparse:
+    """The support of the lists `idx` restricted to `valid` slots (None: all); `tslot` is the lists'
+    `_transpose_slots`, from which the transposed slots inside the support follow."""
     if valid is None:
-        valid = np.ones(idx.shape, dtype=bool)
-    else:
-        tslot[~valid] = -1
-    return _Sparse(idx, valid, np.where(valid, a, 0.0), np.where(valid, b, 0.0), tslot)
+        return _Sparse(idx, np.ones(idx.shape, dtype=bool), a, b, tslot)
+    t = np.where(valid, tslot, -1)
+    has = t >= 0
+    t[has] = np.where(valid[idx[has], t[has]], t[has], -1)
+    return _Sparse(idx, valid, np.where(valid, a, 0.0), np.where(valid, b, 0.0), t)
 
 
 def _vdot(x: np.ndarray, y: np.ndarray) -> float:
@@ -69,17 +84,14 @@ def _vdot(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.multiply(x, y).sum())
 
 
-def _hsic(s: _Sparse, unbiased: bool, w: np.ndarray | None = None) -> float:
-    """HSIC of the two matrices of `s`; w (optional, length n) scales row i of both by w[i].
+def _hsic(s: _Sparse, unbiased: bool) -> float:
+    """HSIC of the two matrices of `s`.
 
     unbiased: HSIC_u with zero diagonals, m = n (Song et al. 2012, platonic-rep's hsic_unbiased);
     biased: trace(A H B H), H = I - 11^T / n.
     """
     n = s.n
     a, b = s.a, s.b
-    if w is not None:
-        a = a * w[:, None]
-        b = b * w[:, None]
     if unbiased:
         off = s.idx != np.arange(n)[:, None]
         a, b = np.where(off, a, 0.0), np.where(off, b, 0.0)
@@ -97,6 +109,36 @@ def _hsic(s: _Sparse, unbiased: bool, w: np.ndarray | None = None) -> float:
     col_b = np.bincount(cols, weights=b.ravel(), minlength=n + 1)[:n]
     row_a = a.sum(axis=1)
     return t1 - (_vdot(col_a, row_b) + _vdot(col_b, row_a)) / n + sum_a * sum_b / n**2
+
+
+class _WeightedHsic:
+    """HSIC_u of `s` with row i of both matrices scaled by w_i, for many weight vectors at once.
+
+    Row weights make every term of HSIC_u a quadratic form in w on the support's pattern:
+    HSIC_u(w) = (w^T Z w + (w . ra)(w . rb) / ((n-1)(n-2))) / (n (n-3)), with
+    Z[i, j_s] = [transposed entry exists] a_is b_(j_s, t) - 2 / (n-2) a_is rb_(j_s) and ra, rb the row
+    sums of a, b. One sparse product per batch of weight vectors, O(n k) per vector.
+    """
+
+    def __init__(self, s: _Sparse) -> None:
+        from scipy import sparse
+
+        n = self.n = s.n
+        off = s.idx != np.arange(n)[:, None]
+        a, b = np.where(off, s.a, 0.0), np.where(off, s.b, 0.0)
+        self.ra, self.rb = a.sum(axis=1), b.sum(axis=1)
+        has_t = s.tslot >= 0
+        bt = np.zeros_like(b)
+        bt[has_t] = b[s.idx[has_t], s.tslot[has_t]]
+        z = a * bt - 2.0 / (n - 2) * a * self.rb[s.idx]
+        rows = np.repeat(np.arange(n), s.idx.shape[1])
+        self.Z = sparse.csr_matrix((z.ravel(), (rows, s.idx.ravel())), shape=(n, n))
+
+    def __call__(self, W: np.ndarray) -> np.ndarray:
+        """HSIC_u for each row of W (shape: replicates x n)."""
+        n = self.n
+        quad = np.einsum("bi,ib->b", W, self.Z @ W.T)
+        return (quad + (W @ self.ra) * (W @ self.rb) / ((n - 1) * (n - 2))) / (n * (n - 3))
 
 
 def _check_pair(ga: KnnGraph, gb: KnnGraph, k: int | None) -> int:
@@ -131,15 +173,15 @@ def _both_support(ga: KnnGraph, gb: KnnGraph, k: int, unbiased: bool) -> _Sparse
     """Support of (M*K, M*L), M = M_K * M_L (row masks, not symmetrised)."""
     ia, va = _lists(ga, k, unbiased)
     ib, vb = _lists(gb, k, unbiased)
-    rows = np.repeat(np.arange(ga.n, dtype=np.int64), ia.shape[1])
-    slot_b = _row_match(ib, None, rows, ia.ravel()).reshape(ia.shape)
+    slot_b = _same_row_slots(ia, ib)
     hit = slot_b >= 0
-    return _support(ia, hit, va, np.take_along_axis(vb, np.maximum(slot_b, 0), axis=1))
+    vb_on_a = np.take_along_axis(vb, np.maximum(slot_b, 0), axis=1)
+    return _support(ia, hit, va, vb_on_a, _transpose_slots(ga, k, unbiased))
 
 
 def _self_support(g: KnnGraph, k: int, unbiased: bool) -> _Sparse:
     idx, val = _lists(g, k, unbiased)
-    return _support(idx, None, val, val)
+    return _support(idx, None, val, val, _transpose_slots(g, k, unbiased))
 
 
 def _self_hsic(g: KnnGraph, k: int, unbiased: bool) -> float:
@@ -157,6 +199,13 @@ def _ratio(kl: float, kk: float, ll: float, eps: float) -> float:
         warnings.warn(f"CKNNA undefined: HSIC_KK * HSIC_LL = {prod:.3g} < 0; returning nan", stacklevel=3)
         return float("nan")
     return kl / (np.sqrt(prod) + eps)
+
+
+def _weighted_cknna(kl: np.ndarray, kk: np.ndarray, ll: np.ndarray, eps: float) -> np.ndarray:
+    """`_ratio` over arrays of replicates, nan (silently: the caller drops them) where HSIC_KK * HSIC_LL < 0."""
+    prod = kk * ll
+    ok = np.isfinite(prod) & (prod >= 0)
+    return np.where(ok, kl / (np.sqrt(np.where(ok, prod, 0.0)) + eps), np.nan)
 
 
 def cknna(ga: KnnGraph, gb: KnnGraph, k: int | None = None, eps: float = 1e-6, unbiased: bool = True) -> float:
@@ -211,7 +260,8 @@ def alignment_ci(
     masked kernel (or point i's overlap) by w_i, keeping the stored neighbour lists fixed: the
     interval reflects which points' neighbourhoods enter the sums, conditional on the two
     graphs (re-running the kNN on each resample is what it saves). For mutual_knn this is the
-    ordinary bootstrap of a mean of per-point overlaps. Each replicate costs O(n k).
+    ordinary bootstrap of a mean of per-point overlaps. Each replicate costs O(n k) (one sparse
+    product per batch of replicates, `_WeightedHsic`).
     """
     if metric not in ("cknna", "mutual_knn"):
         raise ValueError(f"alignment_ci supports 'cknna' and 'mutual_knn', got {metric!r}")
@@ -221,22 +271,23 @@ def alignment_ci(
         raise ValueError(f"n_boot must be >= 2, got {n_boot}")
     k = _check_pair(ga, gb, k)
     n = ga.n
+    if metric == "cknna" and n < 4:
+        raise DataError(f"CKNNA needs at least 4 points, got {n}")
     rng = np.random.default_rng(seed)
     p = np.full(n, 1.0 / n)
-    reps = np.empty(n_boot)
+    batch = max(1, min(n_boot, 2**23 // n))  # replicates per sparse product: O(batch n) memory
     if metric == "mutual_knn":
         ov = _overlaps(ga, gb, k) / k
-        for r in range(n_boot):
-            reps[r] = _vdot(rng.multinomial(n, p), ov) / n
     else:
-        if n < 4:
-            raise DataError(f"CKNNA needs at least 4 points, got {n}")
-        both, sa, sb = _both_support(ga, gb, k, True), _self_support(ga, k, True), _self_support(gb, k, True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for r in range(n_boot):
-                w = rng.multinomial(n, p).astype(np.float64)
-                reps[r] = _ratio(_hsic(both, True, w), _hsic(sa, True, w), _hsic(sb, True, w), eps)
+        both, sa, sb = (_WeightedHsic(_both_support(ga, gb, k, True)), _WeightedHsic(_self_support(ga, k, True)),
+                        _WeightedHsic(_self_support(gb, k, True)))
+
+    def replicates(W: np.ndarray) -> np.ndarray:
+        return W @ ov / n if metric == "mutual_knn" else _weighted_cknna(both(W), sa(W), sb(W), eps)
+
+    reps = np.concatenate([replicates(rng.multinomial(n, p, size=min(batch, n_boot - a)).astype(np.float64))
+                           for a in range(0, n_boot, batch)])
+    if metric == "cknna":
         reps = reps[np.isfinite(reps)]
         if reps.size < 2:
             raise DataError("bootstrap CKNNA is undefined on almost every resample (degenerate kNN masks)")
