@@ -2,7 +2,7 @@
 
 The reference builds the n x n kernels in torch float32 and follows platonic-rep's operations
 (clone + fill_diagonal(-inf), topk, scatter masks, masked products, dense unbiased HSIC). Ours
-is two exact kNN graphs (numpy blocked GEMM, float32 as the pipeline's embeddings) plus the O(n k) sparse HSIC. Each method
+is two exact kNN graphs (numpy blocked GEMM) plus the O(n k) sparse HSIC, both on float32 input. Each method
 runs in its own subprocess on the same seeded data (built once, loaded from a file, so the
 baseline RSS holds only the inputs); the figures are wall time and peak-RSS delta over that
 baseline, and the ratios reference / ours.
@@ -66,8 +66,7 @@ def gb(x: float) -> str:
 
 
 def make_data(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two related float32 representations of n samples (the pipeline stores float32 embeddings), prepared
-    (clipped + L2-normalised) as the pipeline prepares them."""
+    """Two related float32 representations of n samples, prepared (clipped + L2-normalised)."""
     from benchmark.knn import prepare_features
 
     rng = np.random.default_rng(seed)

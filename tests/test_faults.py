@@ -250,10 +250,15 @@ def test_ray_executor_equals_local_bit_for_bit(registry, tmp_path, ray_local, ca
             assert a.energies.tobytes() == local.energies.tobytes()  # type: ignore[union-attr]
 
     by_executor = {}
+    capsys.readouterr()
     for executor in ("local", "ray"):
         cfg = _config(registry, tmp_path, executor=executor, workers=2, cache_dir=tmp_path / f"run-{executor}",
                       models=["good", "noisy", "broken", "text-only"], tracking_uri=uri)
         by_executor[executor] = {(r.model, r.task): r for r in run_benchmark(cfg).results}
+        err = capsys.readouterr().err
+        # stage 2 fans out as Ray tasks too: the graphs + dimensions of both ok models, then their alignment
+        assert (("ray: model_geometry: 2 jobs" in err and "ray: model_alignment: 2 jobs" in err)
+                == (executor == "ray")), err[-2000:]
     local_results, ray_results = by_executor["local"], by_executor["ray"]
     assert local_results.keys() == ray_results.keys()
     for key, loc in local_results.items():
@@ -261,5 +266,7 @@ def test_ray_executor_equals_local_bit_for_bit(registry, tmp_path, ray_local, ca
         assert (got.status, got.reason) == (loc.status, loc.reason)
         if loc.status == "ok":
             assert got.features.tobytes() == loc.features.tobytes()  # type: ignore[union-attr]
-            assert got.metrics["cknna_to_ref"] == loc.metrics["cknna_to_ref"]
+            untimed = {name: v for name, v in loc.metrics.items() if not name.endswith("_seconds")}
+            assert {name: got.metrics[name] for name in untimed} == untimed
+            assert {"cknna_to_ref", "intrinsic_dimension", "idcor_to_ref"} <= untimed.keys()
     assert ray_results[("broken", "syn_a")].reason == "RuntimeError: simulated model crash"

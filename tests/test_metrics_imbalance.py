@@ -93,3 +93,14 @@ def test_idcor_errors():
     X[0, 0] = np.nan
     with pytest.raises(DataError, match="NaN"):
         idcor(X, Y)
+
+
+def test_both_directions_in_one_pass_equal_two_single_calls():
+    from benchmark.metrics import information_imbalances
+
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((300, 5))
+    Y = np.tanh(X @ rng.standard_normal((5, 3))) + 0.2 * rng.standard_normal((300, 3))
+    for k in (1, 3):
+        assert information_imbalances(X, Y, k) == (information_imbalance(X, Y, k), information_imbalance(Y, X, k))
+        assert information_imbalances(X, Y, k)[1] == pytest.approx(dense_imbalance(Y, X, k), abs=1e-12)

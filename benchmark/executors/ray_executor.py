@@ -1,4 +1,6 @@
-"""Fill the embedding cache with Ray: one task per (model, shard), so a cluster embeds in parallel.
+"""Ray execution: embedding shards (`prefetch_embeddings`) and the per-model jobs of stage 2 (`map_jobs`).
+
+Embeddings: one task per (model, shard), so a cluster embeds in parallel.
 
 `prefetch_embeddings` runs before the sequential pass of `run_benchmark`, which then finds every shard in
 the content-addressed cache and only concatenates, reports and logs. Consequences of that design:
@@ -10,6 +12,10 @@ the content-addressed cache and only concatenates, reports and logs. Consequence
 - A failing job is not fatal: its message (``ErrorType: message``, the sequential path's wording) is printed,
   the model's other jobs are cancelled, and the sequential pass meets the same error and records it.
 - Adapters are built once per worker process and kept for the next shards of the same model.
+
+Stage 2 (`benchmark.pipeline.align`): every model's kNN graphs and intrinsic dimension, then every model's
+alignment to the reference, each a Ray task running the same function the local loop runs; the graphs meet in
+the shared cache and only metric dicts come back.
 
 On a cluster the cache root must be a filesystem that every node and the driver share (NFS, Lustre, a PVC),
 and every node needs matteralign and the model packages installed; see docs/distributed.md.
@@ -24,7 +30,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from benchmark.embeddings.cache import EmbeddingStore
 from benchmark.embeddings.extract import compute_shard, plan_shards, store_for
@@ -191,6 +197,40 @@ def prefetch_embeddings(entries: list[ModelEntry], dataset: Dataset, root: Path,
             _say(f"[task {dataset.task}] ray: {done}/{total} shards, {time.perf_counter() - t0:.1f} s")
     _say(f"[task {dataset.task}] ray: finished in {time.perf_counter() - t0:.1f} s"
          + (f"; failed models: {', '.join(sorted(failed))}" if failed else ""))
+
+
+def map_jobs(fn: Callable, calls: list[dict], shared: dict, cfg: Any, label: str) -> list:
+    """[fn(**call, **shared) for call in calls], each call a Ray task (1 CPU); results in the order of `calls`.
+
+    `shared` values (e.g. the reference's features) go into the object store once, not once per task. With
+    `cfg.workers` set, at most that many tasks are in flight. A task that raises re-raises here with its own
+    traceback, as the local loop would.
+    """
+    if not calls:
+        return []
+    ray = _init_ray(cfg)
+    task = ray.remote(fn).options(num_cpus=1, max_retries=2, retry_exceptions=False)
+    shared_refs = {name: ray.put(value) for name, value in shared.items()}
+    limit = cfg.workers or len(calls)
+    t0 = time.perf_counter()
+    results: list = [None] * len(calls)
+    pending: dict[Any, int] = {}
+    queue = list(range(len(calls)))[::-1]
+    while queue or pending:
+        while queue and len(pending) < limit:
+            i = queue.pop()
+            pending[task.remote(**calls[i], **shared_refs)] = i
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            i = pending.pop(ref)
+            try:
+                results[i] = ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:
+                for other in pending:
+                    ray.cancel(other)
+                raise exc.as_instanceof_cause() from None
+    _say(f"{label}: {len(calls)} jobs in {time.perf_counter() - t0:.1f} s")
+    return results
 
 
 def _status(ray: Any, ref: Any, job: ShardJob) -> dict[str, Any] | None:

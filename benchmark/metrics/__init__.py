@@ -6,7 +6,7 @@ Definitions follow /work/shared/metric-definitions.md (the contract for "exact")
 from benchmark.metrics.checks import check_paired
 from benchmark.metrics.cka import linear_cka
 from benchmark.metrics.idcor import idcor
-from benchmark.metrics.imbalance import information_imbalance
+from benchmark.metrics.imbalance import information_imbalance, information_imbalances
 from benchmark.metrics.intrinsic_dim import mle_id, twonn
 from benchmark.metrics.knn_alignment import alignment_ci, cknna, mutual_knn
 from benchmark.metrics.registry import METRICS, MetricInfo, direction
@@ -20,6 +20,7 @@ __all__ = [
     "direction",
     "idcor",
     "information_imbalance",
+    "information_imbalances",
     "linear_cka",
     "mle_id",
     "mutual_knn",

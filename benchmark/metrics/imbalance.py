@@ -38,6 +38,27 @@ def information_imbalance(
     disjoint 2,000-point subsets (a different, subset-size-dependent quantity).
     Time O(m N (d_X + d_Y)) for m queries; memory O(block N).
     """
+    return information_imbalances(X, Y, k, max_exact_n, seed)[0]
+
+
+def _rank_sum(d_to: np.ndarray, nbrs: np.ndarray, r: np.ndarray, col: np.ndarray) -> float:
+    """Sum over queries r and their neighbours (columns of nbrs) of the neighbour's rank in d_to (ties by index)."""
+    total = 0.0
+    for j in nbrs.T:
+        t = d_to[r, j][:, None]
+        total += float(((d_to < t) | ((d_to == t) & (col[None, :] < j[:, None]))).sum()) + r.size
+    return total
+
+
+def information_imbalances(
+    X: np.ndarray,
+    Y: np.ndarray,
+    k: int = 1,
+    max_exact_n: int = DEFAULT_MAX_EXACT_N,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """(Delta(X -> Y), Delta(Y -> X)) from one pass: each block of distances is computed once and serves
+    both directions, half the matrix products of two `information_imbalance` calls (same numbers)."""
     X = _check_matrix(X, "X").astype(np.float64)
     Y = _check_matrix(Y, "Y").astype(np.float64)
     n = X.shape[0]
@@ -56,17 +77,16 @@ def information_imbalance(
     sq_x, sq_y = np.einsum("ij,ij->i", X, X), np.einsum("ij,ij->i", Y, Y)
     col = np.arange(n)
     block = max(1, 2**24 // n)
-    rank_sum = 0.0
+    xy = yx = 0.0
     for a in range(0, queries.size, block):
         q = queries[a : a + block]
         r = np.arange(q.size)
         dx = _sq_dists(X[q], X, sq_x)
         dx[r, q] = np.inf
-        _, nbrs = _topk_rows(-dx, k, 0)
-        del dx
         dy = _sq_dists(Y[q], Y, sq_y)
         dy[r, q] = np.inf
-        for j in nbrs.T:
-            t = dy[r, j][:, None]
-            rank_sum += float(((dy < t) | ((dy == t) & (col[None, :] < j[:, None]))).sum()) + q.size
-    return 2.0 * rank_sum / (queries.size * k * n)
+        xy += _rank_sum(dy, _topk_rows(-dx, k, 0)[1], r, col)
+        yx += _rank_sum(dx, _topk_rows(-dy, k, 0)[1], r, col)
+        del dx, dy
+    norm = queries.size * k * n
+    return 2.0 * xy / norm, 2.0 * yx / norm

@@ -24,7 +24,7 @@ from benchmark.metrics import (
     check_paired,
     cknna,
     idcor,
-    information_imbalance,
+    information_imbalances,
     linear_cka,
     mle_id,
     mutual_knn,
@@ -69,74 +69,121 @@ def _prepare(raw: np.ndarray, err: dict[str, str]) -> np.ndarray | None:
     return prepared
 
 
+def model_geometry(
+    features: np.ndarray, cache_key: str, k: int, k_euc: int, knn_dir: Path
+) -> tuple[dict[str, float], dict[str, str]]:
+    """One model's kNN graphs (cached under knn_dir by its embedding cache key) and intrinsic dimensions.
+
+    A job of stage 2: pure apart from the graph cache, so the local loop and a Ray task run the same code.
+    Returns (metrics, errors/notes).
+    """
+    metrics: dict[str, float] = {}
+    err: dict[str, str] = {}
+    raw = np.asarray(features, dtype=np.float64)
+    p = _prepare(raw, err)
+    if p is not None:
+        _safe(err, "knn_cosine", lambda: cached_knn_graph(p, k, "cosine", knn_dir / f"{cache_key}-cosine.npz"))
+    g_euc = _safe(
+        err, "knn_euclidean", lambda: cached_knn_graph(raw, k_euc, "euclidean", knn_dir / f"{cache_key}-euclidean.npz")
+    )
+    if g_euc is not None:
+        v = _safe(err, "intrinsic_dimension", lambda: twonn(g_euc))
+        if v is not None:
+            metrics["intrinsic_dimension"] = float(v)
+        if k_euc >= 3:
+            v = _safe(err, "mle_dimension", lambda: mle_id(g_euc, k=k_euc))
+            if v is not None:
+                metrics["mle_dimension"] = float(v)
+    return metrics, err
+
+
+def model_alignment(
+    features: np.ndarray, cache_key: str, ref_features: np.ndarray, ref_cache_key: str, k: int, knn_dir: Path,
+    n_boot: int, n_perm: int,
+) -> tuple[dict[str, float], dict[str, str]]:
+    """One model's alignment to the reference, from both models' cached cosine graphs (`model_geometry` first).
+
+    A job of stage 2, like `model_geometry`. The samples must already be paired (same ids, same order).
+    """
+    err: dict[str, str] = {}
+    p = _prepare(np.asarray(features, dtype=np.float64), err)
+    p_ref = _prepare(np.asarray(ref_features, dtype=np.float64), {})
+    if p is None or p_ref is None:
+        return {}, err
+    g = _safe(err, "knn_cosine", lambda: cached_knn_graph(p, k, "cosine", knn_dir / f"{cache_key}-cosine.npz"))
+    g_ref = cached_knn_graph(p_ref, k, "cosine", knn_dir / f"{ref_cache_key}-cosine.npz")
+    if g is None:
+        return {}, err
+    values = {
+        "cknna_to_ref": _safe(err, "cknna_to_ref", lambda: cknna(g, g_ref, k=k)),
+        "mutual_knn_to_ref": _safe(err, "mutual_knn_to_ref", lambda: mutual_knn(g, g_ref, k=k)),
+        "cka_to_ref": _safe(err, "cka_to_ref", lambda: linear_cka(p, p_ref)),
+    }
+    ii = _safe(err, "info_imbalance", lambda: information_imbalances(p_ref, p))
+    if ii is not None:
+        values["info_imbalance_ref_to_model"], values["info_imbalance_model_to_ref"] = ii
+    ci = _safe(err, "cknna_to_ref_ci", lambda: alignment_ci(g, g_ref, "cknna", k=k, n_boot=n_boot))
+    if ci is not None:
+        values["cknna_to_ref_ci_low"], values["cknna_to_ref_ci_high"] = ci
+    n = p.shape[0]
+    sub = _idcor_subsample(n)
+    if len(sub) < n:
+        err["note.idcor"] = f"IDCor on a seeded subsample of {len(sub)} of {n} points (cost: n_perm + 3 exact 2-NN)"
+    ic = _safe(err, "idcor_to_ref", lambda: idcor(features[sub], ref_features[sub], n_perm=n_perm))
+    if ic is not None:
+        values["idcor_to_ref"], values["idcor_pvalue"] = ic
+    return {name: float(v) for name, v in values.items() if v is not None and np.isfinite(v)}, err
+
+
+def _local_map(fn: Callable, calls: list[dict], shared: dict) -> list:
+    return [fn(**call, **shared) for call in calls]
+
+
 def align_task(results: list, choice: ReferenceChoice, cfg, root: Path) -> None:
-    """Add geometry and alignment metrics to every ok result of one task and to its MLflow child run."""
+    """Add geometry and alignment metrics to every ok result of one task and to its MLflow child run.
+
+    Two fan-outs of independent per-model jobs: `model_geometry` for every model, then `model_alignment` of
+    every model to the reference; with `cfg.executor == "ray"` each job is a Ray task (the graphs meet in the
+    shared cache), otherwise they run here in turn. Either way the same functions compute the same numbers.
+    """
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
     ok = [r for r in results if r.status == "ok" and r.features is not None]
     if not ok:
         return
+    if cfg.executor == "ray":
+        from benchmark.executors.ray_executor import map_jobs
+
+        def fan_out(fn: Callable, calls: list[dict], shared: dict) -> list:
+            return map_jobs(fn, calls, shared, cfg, f"[task {ok[0].task}] ray: {fn.__name__}")
+    else:
+        fan_out = _local_map
     n = len(ok[0].ids)
-    k = min(cfg.k, n - 1)
-    k_euc = min(MLE_K, n - 1)
-    prepared: dict[str, np.ndarray] = {}
-    cos_graphs: dict = {}
-    errors: dict[str, dict[str, str]] = {r.model: {} for r in ok}
-    knn_dir = root / "knn"
-    for r in ok:
-        err = errors[r.model]
-        raw = np.asarray(r.features, dtype=np.float64)
-        p = _prepare(raw, err)
-        if p is None:
-            continue
-        prepared[r.model] = p
-        cos_graphs[r.model] = _safe(
-            err, "knn_cosine", lambda: cached_knn_graph(p, k, "cosine", knn_dir / f"{r.cache_key}-cosine.npz")
-        )
-        g_euc = _safe(
-            err, "knn_euclidean", lambda: cached_knn_graph(raw, k_euc, "euclidean", knn_dir / f"{r.cache_key}-euclidean.npz")
-        )
-        if g_euc is not None:
-            v = _safe(err, "intrinsic_dimension", lambda: twonn(g_euc))
-            if v is not None:
-                r.metrics["intrinsic_dimension"] = float(v)
-            if k_euc >= 3:
-                v = _safe(err, "mle_dimension", lambda: mle_id(g_euc, k=k_euc))
-                if v is not None:
-                    r.metrics["mle_dimension"] = float(v)
+    k, k_euc, knn_dir = min(cfg.k, n - 1), min(MLE_K, n - 1), root / "knn"
+    errors: dict[str, dict[str, str]] = {}
+    geometry = fan_out(model_geometry, [{"features": r.features, "cache_key": r.cache_key} for r in ok],
+                       {"k": k, "k_euc": k_euc, "knn_dir": knn_dir})
+    usable = set()
+    for r, (metrics, err) in zip(ok, geometry):
+        r.metrics.update(metrics)
+        errors[r.model] = err
+        if "prepare" not in err and "knn_cosine" not in err:
+            usable.add(r.model)
 
     ref = next((r for r in ok if r.model == choice.model), None)
-    if ref is not None and cos_graphs.get(ref.model) is not None:
-        g_ref, p_ref, raw_ref = cos_graphs[ref.model], prepared[ref.model], ref.features
-        for r in ok:
-            err = errors[r.model]
-            g = cos_graphs.get(r.model)
-            if g is None:
-                continue
+    if ref is not None and ref.model in usable:
+        todo = [r for r in ok if r.model in usable]
+        for r in todo:
             check_paired(r.ids, ref.ids, r.model, ref.model)
-            p = prepared[r.model]
-            values = {
-                "cknna_to_ref": _safe(err, "cknna_to_ref", lambda: cknna(g, g_ref, k=k)),
-                "mutual_knn_to_ref": _safe(err, "mutual_knn_to_ref", lambda: mutual_knn(g, g_ref, k=k)),
-                "cka_to_ref": _safe(err, "cka_to_ref", lambda: linear_cka(p, p_ref)),
-                "info_imbalance_ref_to_model": _safe(
-                    err, "info_imbalance_ref_to_model", lambda: information_imbalance(p_ref, p)
-                ),
-                "info_imbalance_model_to_ref": _safe(
-                    err, "info_imbalance_model_to_ref", lambda: information_imbalance(p, p_ref)
-                ),
-            }
-            ci = _safe(err, "cknna_to_ref_ci", lambda: alignment_ci(g, g_ref, "cknna", k=k, n_boot=cfg.n_boot))
-            if ci is not None:
-                values["cknna_to_ref_ci_low"], values["cknna_to_ref_ci_high"] = ci
-            sub = _idcor_subsample(n)
-            if len(sub) < n:
-                err["note.idcor"] = f"IDCor on a seeded subsample of {len(sub)} of {n} points (cost: n_perm + 3 exact 2-NN)"
-            ic = _safe(err, "idcor_to_ref", lambda: idcor(r.features[sub], raw_ref[sub], n_perm=cfg.n_perm))
-            if ic is not None:
-                values["idcor_to_ref"], values["idcor_pvalue"] = ic
-            r.metrics.update({name: float(v) for name, v in values.items() if v is not None and np.isfinite(v)})
+        aligned = fan_out(
+            model_alignment, [{"features": r.features, "cache_key": r.cache_key} for r in todo],
+            {"ref_features": ref.features, "ref_cache_key": ref.cache_key, "k": k, "knn_dir": knn_dir,
+             "n_boot": cfg.n_boot, "n_perm": cfg.n_perm},
+        )
+        for r, (metrics, err) in zip(todo, aligned):
+            r.metrics.update(metrics)
+            errors[r.model].update(err)
 
     client = MlflowClient()
     T = tracking.TAG
