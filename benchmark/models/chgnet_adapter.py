@@ -71,9 +71,7 @@ class CHGNetAdapter(ModelAdapter):
         import torch
         from chgnet.model import CHGNet
 
-        path = resolve_checkpoint(self.checkpoint)
-        if path is None:
-            raise ModelUnavailable(f"CHGNet checkpoint {self.checkpoint!r} not found")
+        path = self.weights_path()
         with contextlib.redirect_stdout(io.StringIO()):
             # the same construction as CHGNet.load(model_name), which also accepts only the shipped names
             model = CHGNet.from_file(str(path), mlp_out_bias=self.checkpoint == "0.2.0", version=self.checkpoint)

@@ -67,9 +67,7 @@ class SevenNetAdapter(ModelAdapter):
         import torch
         from sevenn import util
 
-        path = resolve_checkpoint(self.checkpoint)
-        if path is None:
-            raise ModelUnavailable(f"SevenNet checkpoint {self.checkpoint!r} not found")
+        path = self.weights_path()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             checkpoint = util.load_checkpoint(str(path))
