@@ -13,7 +13,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar, Iterable, Sequence
 
 import numpy as np
 
@@ -164,6 +164,16 @@ def shipped_or_path(name: str, package: str, folder: str, shipped: dict[str, str
         except ModelUnavailable:
             return None
     return path if path.is_file() else None
+
+
+def require_checkpoint(path: Path | None, name: str, family: str, package: str, shipped: Iterable[str]) -> Path:
+    """The `shipped_or_path` result, or ModelUnavailable naming what was looked for and how to fix it."""
+    if path is None:
+        raise ModelUnavailable(
+            f"{family} checkpoint {name!r} is neither a file nor one shipped in the installed {package} wheel "
+            f"({', '.join(sorted(shipped))}); download it and set `checkpoint:` to its path"
+        )
+    return path
 
 
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:

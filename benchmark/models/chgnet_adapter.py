@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from benchmark.errors import ModelUnavailable
-from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool, shipped_or_path
+from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool, require_checkpoint, shipped_or_path
 from benchmark.structures import Sample
 
 #: CHGNet.load model names -> checkpoint file under chgnet/pretrained (what the 0.4.2 wheel ships)
@@ -56,13 +56,8 @@ class CHGNetAdapter(ModelAdapter):
         self._captured: list = []
 
     def weights_path(self) -> Path:
-        path = resolve_checkpoint(self.checkpoint)
-        if path is None:
-            raise ModelUnavailable(
-                f"CHGNet checkpoint {self.checkpoint!r} is neither a file nor one shipped in the installed chgnet "
-                f"wheel ({', '.join(sorted(SHIPPED_CHECKPOINTS))})"
-            )
-        return path
+        return require_checkpoint(resolve_checkpoint(self.checkpoint), self.checkpoint, "CHGNet", "chgnet",
+                                  SHIPPED_CHECKPOINTS)
 
     def _load(self) -> None:
         import contextlib

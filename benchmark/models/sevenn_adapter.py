@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from benchmark.errors import ModelUnavailable
-from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool, shipped_or_path
+from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool, require_checkpoint, shipped_or_path
 from benchmark.structures import Sample
 
 #: pretrained names -> checkpoint file under sevenn/pretrained_potentials (the ones the 0.13 wheel ships)
@@ -55,13 +55,8 @@ class SevenNetAdapter(ModelAdapter):
         self._captured: list = []
 
     def weights_path(self) -> Path:
-        path = resolve_checkpoint(self.checkpoint)
-        if path is None:
-            raise ModelUnavailable(
-                f"SevenNet checkpoint {self.checkpoint!r} is neither a file nor one shipped in the installed sevenn "
-                f"wheel ({', '.join(sorted(SHIPPED_CHECKPOINTS))}); download it and set `checkpoint:` to its path"
-            )
-        return path
+        return require_checkpoint(resolve_checkpoint(self.checkpoint), self.checkpoint, "SevenNet", "sevenn",
+                                  SHIPPED_CHECKPOINTS)
 
     def _load(self) -> None:
         import torch
