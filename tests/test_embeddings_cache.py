@@ -104,3 +104,50 @@ def test_batches_bound_atoms_and_size():
     for b in batches:
         assert len(b) <= 7
         assert len(b) == 1 or sum(samples[i].n_atoms for i in b) <= 20
+
+
+def test_finishing_an_entry_removes_only_dead_writers_temporary_files(tmp_path):
+    """Two processes finishing the same entry at once: neither deletes the other's file in flight."""
+    import os
+    import subprocess
+    import sys
+
+    from benchmark.embeddings import cache
+
+    ds = Dataset("t", "1", molecules(12))
+    adapter = FakeAtomsAdapter(entry())
+    store = store_for(adapter, ds, tmp_path)
+    store.path.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    names = {
+        "live": f".features.npy.h{cache._HOST}p{os.getpid()}.abcd1234.tmp",
+        "dead": f".features.npy.h{cache._HOST}p{dead_pid}.abcd1234.tmp",
+        "other-host": f".features.npy.h{'0' * 8 if cache._HOST != '0' * 8 else '1' * 8}p1.abcd1234.tmp",
+        "untagged": ".features.npy.abcd1234.tmp",
+    }
+    for name in names.values():
+        (store.path / name).write_bytes(b"x")
+    extract(adapter, ds, tmp_path, progress=False)
+    left = {p.name for p in store.path.glob(".*.tmp")}
+    assert left == {names["live"], names["other-host"]}
+
+
+def test_shard_write_after_another_process_finished_the_entry(tmp_path, monkeypatch):
+    """The folder of shards removed under a writer is fine when the entry is complete, an error otherwise."""
+    from benchmark.embeddings import cache
+
+    ds = Dataset("t", "1", molecules(12))
+    store = store_for(FakeAtomsAdapter(entry()), ds, tmp_path)
+
+    def vanished(path, data):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(cache, "atomic_write_bytes", vanished)
+    feats = np.zeros((2, 8), dtype=np.float32)
+    with pytest.raises(FileNotFoundError):
+        store.write_shard(0, ["a", "b"], feats, None)
+    monkeypatch.undo()
+    extract(FakeAtomsAdapter(entry()), ds, tmp_path, progress=False)
+    monkeypatch.setattr(cache, "atomic_write_bytes", vanished)
+    store.write_shard(0, ["a", "b"], feats, None)

@@ -268,7 +268,7 @@ def test_concurrent_processes_lose_nothing(server, registry, tmp_path):
         assert set(kids) == {"good", "noisy"} and len(by_parent[parent.info.run_id]) == 2
         for key, run in kids.items():
             assert run.info.status == "FINISHED" and run.data.tags["matteralign.status"] == "ok"
-            assert METRICS <= set(run.data.metrics)
+            assert METRICS <= set(run.data.metrics), (run.data.tags, errors[i][-3000:])
             arts = {a.path for a in client.list_artifacts(run.info.run_id, "embeddings")}
             assert {"embeddings/syn_a.npy", "embeddings/syn_a.ids.json"} <= arts
             local = client.download_artifacts(run.info.run_id, "embeddings/syn_a.npy", str(tmp_path / f"{i}-{key}"))

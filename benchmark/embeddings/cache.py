@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -41,9 +43,36 @@ def cache_key(fields: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+#: temporary files name their writer (host digest + pid), so a cleanup removes only those of dead writers
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_TMP_OWNER = re.compile(r"\.h(?P<host>[0-9a-f]{8})p(?P<pid>\d+)\.[^.]*\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_tmp(folder: Path) -> None:
+    """Delete temporary files in `folder` whose writer died on this host (a killed run's leftovers).
+
+    A live writer's file is never touched, even when another process finishes the same cache entry at the same
+    time; files written from another host are left alone (its processes cannot be checked from here).
+    """
+    for tmp in folder.glob(".*.tmp"):
+        owner = _TMP_OWNER.search(tmp.name)
+        if owner is None or (owner["host"] == _HOST and not _pid_alive(int(owner["pid"]))):
+            tmp.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.h{_HOST}p{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -129,11 +158,14 @@ class EmbeddingStore:
             arrays["energies"] = energies
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        atomic_write_bytes(self.shard_path(index), buf.getvalue())
+        try:
+            atomic_write_bytes(self.shard_path(index), buf.getvalue())
+        except FileNotFoundError:
+            if not self.complete:  # the shard folder vanished, and not because another process finished the entry
+                raise
 
     def finalize(self, ids: list[str], features: np.ndarray, energies: np.ndarray | None, meta: dict) -> Embeddings:
-        for stale in self.path.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+        remove_stale_tmp(self.path)
         atomic_save_npy(self.path / "features.npy", features)
         if energies is not None:
             atomic_save_npy(self.path / "energies.npy", energies)
