@@ -48,7 +48,8 @@ _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _TMP_OWNER = re.compile(r"\.h(?P<host>[0-9a-f]{8})p(?P<pid>\d+)\.[^.]*\.tmp$")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (one owned by another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -66,7 +67,7 @@ def remove_stale_tmp(folder: Path) -> None:
     """
     for tmp in folder.glob(".*.tmp"):
         owner = _TMP_OWNER.search(tmp.name)
-        if owner is None or (owner["host"] == _HOST and not _pid_alive(int(owner["pid"]))):
+        if owner is None or (owner["host"] == _HOST and not pid_alive(int(owner["pid"]))):
             tmp.unlink(missing_ok=True)
 
 

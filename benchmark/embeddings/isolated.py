@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmark.embeddings.cache import EmbeddingStore, cache_root
+from benchmark.embeddings.cache import EmbeddingStore, cache_root, pid_alive
 from benchmark.embeddings.extract import ExtractResult, store_for
 from benchmark.errors import DataError, MatteralignError, ModelUnavailable
 from benchmark.registry.schema import ModelEntry
@@ -93,16 +93,6 @@ def _run(cmd: list[str], what: str, timeout: float, **kw: Any) -> subprocess.Com
     return proc
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_builds(envs: Path, digest: str) -> None:
     """Temporary build folders of builds whose process is gone (killed mid-build)."""
     for tmp in envs.glob(f".{digest}.tmp-*"):
@@ -110,7 +100,7 @@ def _remove_stale_builds(envs: Path, digest: str) -> None:
             pid = int(tmp.name.rsplit("-", 1)[1])
         except ValueError:
             continue
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
