@@ -32,6 +32,10 @@ class Sample:
     sequence: str | None = None
     energy: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: protein chains: (n_residues, 4, 3) coordinates of N, CA, C, O per residue of `sequence`, in A
+    backbone: np.ndarray | None = None
+    #: protein chains: the author residue number of each residue of `sequence` (gaps show as jumps)
+    residue_ids: np.ndarray | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -65,17 +69,32 @@ class Sample:
             "text": self.text,
             "sequence": self.sequence,
             "energy": self.energy,
+            **self._protein_content(),
         }
+
+    def _protein_content(self) -> dict[str, Any]:
+        """Backbone keys only when set, so the digests of tasks without proteins are unchanged."""
+        out: dict[str, Any] = {}
+        if self.backbone is not None:
+            out["backbone"] = np.round(np.asarray(self.backbone, float), 8).tolist()
+        if self.residue_ids is not None:
+            out["residue_ids"] = np.asarray(self.residue_ids).astype(int).tolist()
+        return out
 
 
 @dataclass
 class Dataset:
-    """The sampled structures of one task, in a fixed order."""
+    """The sampled structures of one task, in a fixed order.
+
+    `metadata` carries what the task's sampler reports about its selection, e.g. `excluded`: {reason: count}
+    of the structures it left out before sampling (see benchmark.tasks.common.Screen); not part of the digest.
+    """
 
     task: str
     version: str
     samples: list[Sample]
     _digest: str | None = field(default=None, repr=False)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -104,7 +123,7 @@ class Dataset:
         return bool(np.isfinite(self.energies).any())
 
     def subset(self, indices: Sequence[int]) -> "Dataset":
-        return Dataset(self.task, self.version, [self.samples[i] for i in indices])
+        return Dataset(self.task, self.version, [self.samples[i] for i in indices], metadata=dict(self.metadata))
 
 
 def ids_digest(ids: Sequence[str]) -> str:

@@ -305,9 +305,11 @@ def test_structural_descriptor_invariances(molecules, crystals):
 def test_proposed_entries_validate_and_name_real_adapters():
     import yaml
 
-    entries = yaml.safe_load((ROOT / "docs" / "models-offline.yaml").read_text())
-    keys = [e["key"] for e in entries]
+    keys = yaml.safe_load((ROOT / "docs" / "models-offline.yaml").read_text())["keys"]
     assert len(keys) == len(set(keys))
+    registry = {e["key"]: e for e in yaml.safe_load((ROOT / "models.yaml").read_text())["models"]}
+    assert set(keys) <= set(registry), "docs/models-offline.yaml names keys that models.yaml lacks"
+    entries = [registry[k] for k in keys]
     defaults = {e["family"] for e in entries if e["default"]}
     assert defaults == {"sevennet", "chgnet", "ani", "minilm", "descriptor"}
     for raw in entries:

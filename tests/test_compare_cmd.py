@@ -67,7 +67,8 @@ def test_unknown_task_needs_two_models(store, capsys):
 
 
 def test_top_pairs_are_sorted_with_deterministic_ties():
-    from benchmark.leaderboard.compare_cmd import check_same_ids, top_pairs
+    from benchmark.leaderboard.artifacts import check_same_ids
+    from benchmark.metrics.pairwise import top_pairs
 
     m = pd.DataFrame([[1, 0.5, 0.5], [0.5, 1, 0.9], [0.5, 0.9, 1]], index=list("abc"), columns=list("abc"))
     assert top_pairs(m, 3) == [("b", "c", 0.9), ("a", "b", 0.5), ("a", "c", 0.5)]

@@ -59,7 +59,7 @@ def test_record_and_mlflow_run(trained, tracking):
     assert trained["sha256"] == file_digest(trained["path"])
     assert 0 < trained["test_mae_ev_per_atom"] < 1.0
     run = mlflow.MlflowClient().get_run(trained["run_id"])
-    assert run.data.tags[train.RUN_KIND_TAG] == train.RUN_KIND
+    assert run.data.tags["matteralign.kind"] == "convergence-train"
     assert run.data.params["epochs"] == str(EPOCHS)  # logged by Lightning autologging
     assert run.data.metrics["test_mae_ev_per_atom"] == pytest.approx(trained["test_mae_ev_per_atom"])
     assert "train_loss" in run.data.metrics
@@ -123,7 +123,7 @@ def test_missing_checkpoint_names_path_and_command(trained, tmp_path):
         adapter.load()
     message = str(err.value)
     assert str(tmp_path / "schnet-n300-e7.pt") in message
-    assert "python -m benchmark.convergence.train --train-sizes 300 --epochs 7 --seed 0" in message
+    assert "matteralign train-convergence --train-sizes 300 --epochs 7 --seed 0" in message
 
 
 def test_random_init_without_checkpoint(test_samples):

@@ -88,7 +88,7 @@ def test_tasks_restrict_the_comparison(store, capsys):
 
 
 def test_rule_is_mirrored_for_lower_is_better_metrics():
-    from benchmark.gate import judge
+    from benchmark.leaderboard.gate import judge
 
     base = pd.Series({"energy_mae": 0.10})
     drop_in_noise = pd.Series({"energy_mae": 0.15, "energy_mae_ci_low": 0.09, "energy_mae_ci_high": 0.2})

@@ -116,3 +116,18 @@ def test_degenerate_errors():
     grid = np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2).astype(float)
     with pytest.raises(DataError, match="r2 == r1"):
         twonn(grid)
+
+
+def test_graph_input_needs_no_second_distance_pass(monkeypatch):
+    """From a stored euclidean graph, TwoNN and MLE read its distances only (no kNN search, no features)."""
+    import benchmark.metrics.intrinsic_dim as idm
+
+    X = _manifold(500, 3, 9, 8)
+    g = knn_graph(X, 20, metric="euclidean")
+    expected = (twonn(X), mle_id(X, 20))
+
+    def forbidden(*a, **kw):
+        raise AssertionError("a second kNN pass was made")
+
+    monkeypatch.setattr(idm, "knn_graph", forbidden)
+    assert (twonn(g), mle_id(g, 20)) == (pytest.approx(expected[0], abs=1e-12), pytest.approx(expected[1], abs=1e-12))

@@ -21,7 +21,7 @@ reference:
   fallback: auto
 models:
   - {key: ref-missing, name: Missing reference, family: hub, modality: atoms, domain: materials,
-     adapter: "tests.fake_models:MissingWeightsAdapter", checkpoint: /nowhere/uma.pt, reference: true}
+     adapter: "tests.fake_models:MissingWeightsAdapter", checkpoint: /nowhere/uma.pt}
   - {key: good, name: Good, family: fake, modality: atoms, domain: molecules, default: true, energy_head: true,
      adapter: "tests.fake_models:FakeAtomsAdapter", options: {dim: 12, seed: 1, energy_noise: 0.001}}
   - {key: noisy, name: "Noisy <b>", family: fake, modality: atoms, domain: materials, default: true, energy_head: true,

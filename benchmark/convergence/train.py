@@ -1,15 +1,14 @@
 """Train the convergence family: one SchNet per (training-set size, epochs) on QM9 total energies.
 
-Every run shares one seeded held-out test set, is an MLflow run (Lightning autologging) tagged
-`matteralign.kind=convergence-train`, and leaves a checkpoint that `SchNetAdapter` loads, so each
+Every run shares one seeded held-out test set, is an MLflow run (Lightning autologging) of
+kind `convergence-train` (benchmark.tracking.schema), and leaves a checkpoint that `SchNetAdapter` loads, so each
 checkpoint becomes a model whose embeddings are compared with the best one.
 
-    python -m benchmark.convergence.train --out-dir /tmp/conv
+    matteralign train-convergence --out-dir /tmp/conv
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import time
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from benchmark.convergence.model import (
+from benchmark.models.schnet_net import (
     CHECKPOINT_FORMAT,
     SchNet,
     SchNetConfig,
@@ -32,13 +31,12 @@ from benchmark.convergence.model import (
     predict,
 )
 from benchmark import tracking
+from benchmark.tracking import schema as S
 from benchmark.errors import ConfigError
 from benchmark.models.base import file_digest
 from benchmark.structures import Sample
 from benchmark.tasks import qm9
 
-RUN_KIND_TAG = "matteralign.kind"
-RUN_KIND = "convergence-train"
 DEFAULT_TRAIN_SIZES = (100, 300, 1000, 4000)
 DEFAULT_EPOCHS = (1, 50)
 EMBED_BATCH_SIZE = 64
@@ -59,7 +57,7 @@ def model_key(train_size: int, epochs: int, seed: int) -> str:
 def train_command(train_size: int, epochs: int, seed: int, out_dir: str | Path) -> str:
     """The shell command that (re)creates the checkpoint of one setting."""
     return (
-        f"python -m benchmark.convergence.train --train-sizes {train_size} --epochs {epochs} "
+        f"matteralign train-convergence --train-sizes {train_size} --epochs {epochs} "
         f"--seed {seed} --out-dir {out_dir}"
     )
 
@@ -189,7 +187,7 @@ def train_one(
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    tags = {RUN_KIND_TAG: RUN_KIND, "matteralign.model_key": key}
+    tags = {S.KIND: S.Kind.CONVERGENCE_TRAIN, S.MODEL_KEY: key}
     with mlflow.start_run(experiment_id=experiment_id, run_name=key, tags=tags) as run:
         mlflow.log_params({
             "train_size": len(train), "test_size": len(test), "seed": seed, "batch_size": batch_size,
@@ -206,7 +204,7 @@ def train_one(
         mlflow.log_metrics(
             {"test_mae_ev_per_atom": mae, "n_test_evaluated": n_test, "train_wall_s": wall, "train_cpu_s": cpu}
         )
-        mlflow.set_tag("matteralign.checkpoint_sha256", digest)
+        mlflow.set_tag(S.CHECKPOINT_SHA256, digest)
         mlflow.log_artifact(str(path), artifact_path="checkpoint")
     return {
         "key": key, "path": str(path), "train_size": len(train), "epochs": epochs, "seed": seed,
@@ -289,25 +287,7 @@ def models_yaml_entries(records: Sequence[dict[str, Any]]) -> list[dict[str, Any
     ]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--train-sizes", type=int, nargs="+", default=list(DEFAULT_TRAIN_SIZES))
-    parser.add_argument("--epochs", type=int, nargs="+", default=list(DEFAULT_EPOCHS))
-    parser.add_argument("--out-dir", default="convergence", help="where the checkpoints and records.json go")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--test-size", type=int, default=DEFAULT_TEST_SIZE)
-    parser.add_argument(
-        "--threads", type=int, default=2,
-        help="torch intra-op threads; 1 is far faster when other processes load the cores",
-    )
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.convergence.train", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def run_cli(args: argparse.Namespace) -> int:
+def train_family(args: Any) -> int:
     """Train the family, write records.json and models.json (models.yaml entries) into --out-dir."""
     torch.set_num_threads(args.threads)
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -323,12 +303,3 @@ def run_cli(args: argparse.Namespace) -> int:
         f"CPU {time.process_time() - cpu_start:.0f} s ({args.threads} thread(s))"
     )
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: `python -m benchmark.convergence.train` (also `matteralign train-convergence`)."""
-    return run_cli(parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

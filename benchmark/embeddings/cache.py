@@ -19,8 +19,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +27,15 @@ from typing import Any
 import numpy as np
 
 from benchmark.errors import DataError
+from benchmark.io import HOST_TAG as _HOST
+from benchmark.io import array_digest, atomic_save_json, atomic_save_npy, atomic_write_bytes, cache_root
+
+__all__ = [
+    "CACHE_SCHEMA", "CacheMismatch", "EmbeddingStore", "Embeddings", "arrays_digest", "atomic_save_json",
+    "atomic_save_npy", "atomic_write_bytes", "cache_key", "cache_root", "pid_alive", "remove_stale_tmp",
+]
 
 CACHE_SCHEMA = 1
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("MATTERALIGN_CACHE", Path.home() / ".cache" / "matteralign")).expanduser()
 
 
 def cache_key(fields: dict[str, Any]) -> str:
@@ -44,7 +45,6 @@ def cache_key(fields: dict[str, Any]) -> str:
 
 
 #: temporary files name their writer (host digest + pid), so a cleanup removes only those of dead writers
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _TMP_OWNER = re.compile(r"\.h(?P<host>[0-9a-f]{8})p(?P<pid>\d+)\.[^.]*\.tmp$")
 
 
@@ -71,31 +71,13 @@ def remove_stale_tmp(folder: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.h{_HOST}p{os.getpid()}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+class CacheMismatch(DataError):
+    """A finished entry whose arrays do not match the digest written with them (or that has none): recompute it."""
 
 
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def atomic_save_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
+def arrays_digest(features: np.ndarray, energies: np.ndarray | None) -> dict[str, str | None]:
+    """The digests written in meta.json at write time and checked on every read (sha256 of shape, dtype, bytes)."""
+    return {"features": array_digest(features), "energies": None if energies is None else array_digest(energies)}
 
 
 @dataclass
@@ -171,12 +153,24 @@ class EmbeddingStore:
         if energies is not None:
             atomic_save_npy(self.path / "energies.npy", energies)
         atomic_save_json(self.path / "ids.json", ids)
-        atomic_save_json(self.path / "meta.json", {**meta, "key": self.key, "n": len(ids), "dim": int(features.shape[1])})
+        atomic_save_json(self.path / "meta.json", {
+            **meta, "key": self.key, "n": len(ids), "dim": int(features.shape[1]),
+            "digest": arrays_digest(features, energies),
+        })
         shutil.rmtree(self.shard_dir, ignore_errors=True)
         return self.load()
 
+    def invalidate(self) -> None:
+        """Mark the entry incomplete (meta.json first) and drop its finished arrays, so it is recomputed."""
+        for name in ("meta.json", "features.npy", "energies.npy", "ids.json"):
+            (self.path / name).unlink(missing_ok=True)
+
     def load(self) -> Embeddings:
-        """The finished entry; DataError naming the folder when any file is unreadable or inconsistent."""
+        """The finished entry, its arrays checked against the digest in meta.json (~1 GB/s of sha256).
+
+        CacheMismatch (a DataError) naming the folder when any file is unreadable, inconsistent, or differs from
+        what was written (wrong width, other values, a deleted energies.npy) or the entry predates digests.
+        """
         if not self.complete:
             raise DataError(f"embedding cache entry {self.path} is incomplete; rerun the extraction to finish it")
         fix = "delete the folder and rerun (it is recomputed)"
@@ -187,14 +181,23 @@ class EmbeddingStore:
             epath = self.path / "energies.npy"
             energies = np.load(epath, allow_pickle=False) if epath.is_file() else None
         except (OSError, ValueError, EOFError, UnicodeDecodeError) as exc:
-            raise DataError(f"embedding cache entry {self.path} is corrupt ({type(exc).__name__}: {exc}); {fix}") from None
+            raise CacheMismatch(f"embedding cache entry {self.path} is corrupt ({type(exc).__name__}: {exc}); {fix}") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("digest"), dict):
+            raise CacheMismatch(f"embedding cache entry {self.path} has no content digest (written before digests); {fix}")
         if not isinstance(ids, list) or features.ndim != 2 or features.shape[0] != len(ids):
-            raise DataError(
+            raise CacheMismatch(
                 f"embedding cache entry {self.path} is inconsistent: features {features.shape} for "
                 f"{len(ids) if isinstance(ids, list) else '?'} ids; {fix}"
             )
         if not np.isfinite(features).all():
-            raise DataError(f"embedding cache entry {self.path} holds NaN/inf features; {fix}")
+            raise CacheMismatch(f"embedding cache entry {self.path} holds NaN/inf features; {fix}")
         if energies is not None and energies.shape != (len(ids),):
-            raise DataError(f"embedding cache entry {self.path}: energies {energies.shape} for {len(ids)} ids; {fix}")
+            raise CacheMismatch(f"embedding cache entry {self.path}: energies {energies.shape} for {len(ids)} ids; {fix}")
+        found = arrays_digest(features, energies)
+        for part, want in meta["digest"].items():
+            if found.get(part) != want:
+                state = "missing" if found.get(part) is None else ("unexpected" if want is None else "changed")
+                raise CacheMismatch(
+                    f"embedding cache entry {self.path}: {part} {state} since it was written (digest mismatch); {fix}"
+                )
         return Embeddings(self.key, self.path, features, ids, energies, meta)

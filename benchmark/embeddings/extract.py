@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from benchmark import __version__
-from benchmark.embeddings.cache import Embeddings, EmbeddingStore, cache_key
+from benchmark.embeddings.cache import CacheMismatch, Embeddings, EmbeddingStore, cache_key
 from benchmark.errors import DataError
 from benchmark.models.base import ModelAdapter
 from benchmark.structures import Dataset, Sample, ids_digest
@@ -128,7 +128,12 @@ def extract(
     t0 = time.perf_counter()
     store = store_for(adapter, dataset, root)
     if store.complete:
-        return ExtractResult(store.load(), True, 0, 0, time.perf_counter() - t0)
+        try:
+            return ExtractResult(store.load(), True, 0, 0, time.perf_counter() - t0)
+        except CacheMismatch as exc:
+            print(f"matteralign: recomputing embeddings of model {adapter.entry.key!r} on task {dataset.task!r}: {exc}",
+                  file=sys.stderr)
+            store.invalidate()
     entry = adapter.entry
     feats_parts: list[np.ndarray] = []
     energy_parts: list[np.ndarray | None] = []

@@ -7,9 +7,13 @@ leaves a half environment under the final name. `benchmark.embeddings.worker` th
 subprocess: it rebuilds the dataset from an npz file written here (exact arrays, no pickle), calls the same
 `extract()`, and so writes into the shared content-addressed cache, from which this process reads.
 
-With `system_site_packages=True` (the default) the venv sees the main environment's packages (torch,
+With `system_site_packages=True` (the default) the venv sees the *current* environment's packages (torch,
 numpy, pydantic, the project's own dependencies) and its own installs shadow them (e.g. e3nn 0.4.4 for
 MACE); torch is then pinned to the main environment's version so pip can never pull a multi-GB build.
+When the current Python is itself a virtualenv, `venv --system-site-packages` would expose the *base*
+interpreter's site-packages instead (not the user's environment), so there the venv is made without it and
+a ``.pth`` file adds the current environment's site directories (``site.addsitedir``, so their own .pth
+files, e.g. editable installs, work too); the venv's hash then includes the current environment's prefix.
 A requirement written ``"--no-deps mattersim==1.2.3"`` is installed without its dependencies, for
 packages whose declared dependencies break the shared torch (mattersim pulls a CUDA torchvision).
 """
@@ -22,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import time
@@ -31,7 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmark.embeddings.cache import EmbeddingStore, cache_root, pid_alive
+from benchmark.embeddings.cache import CacheMismatch, EmbeddingStore, cache_root, pid_alive
 from benchmark.embeddings.extract import ExtractResult, store_for
 from benchmark.errors import DataError, MatteralignError, ModelUnavailable
 from benchmark.registry.schema import ModelEntry
@@ -44,6 +49,8 @@ EXIT_UNAVAILABLE = 3
 NO_DEPS = "--no-deps "
 STDERR_TAIL = 4000
 ENV_SCHEMA = 1
+#: .pth file in an isolated venv that adds the parent environment's site directories (sorts after the project's)
+PARENT_SITE_PTH = "matteralign_site.pth"
 
 
 class IsolatedEnvError(MatteralignError):
@@ -61,8 +68,22 @@ def _constraints(system_site_packages: bool) -> list[str]:
         return []
 
 
+def in_virtualenv() -> bool:
+    """True when this Python runs inside a venv/virtualenv (its site-packages are not the base interpreter's)."""
+    return sys.prefix != getattr(sys, "base_prefix", sys.prefix)
+
+
+def parent_site_dirs() -> list[str]:
+    """The current environment's site-packages folders (and the user site when enabled), in sys.path order."""
+    dirs = list(site.getsitepackages())
+    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    if user and Path(user).is_dir():
+        dirs.append(user)
+    return [d for d in dict.fromkeys(dirs) if Path(d).is_dir()]
+
+
 def env_hash(requirements: Sequence[str], system_site_packages: bool = True) -> str:
-    spec = {
+    spec: dict[str, Any] = {
         "schema": ENV_SCHEMA,
         "requirements": sorted(r.strip() for r in requirements),
         "constraints": _constraints(system_site_packages),
@@ -71,6 +92,9 @@ def env_hash(requirements: Sequence[str], system_site_packages: bool = True) -> 
         "project": str(PROJECT_ROOT),
         "system_site_packages": system_site_packages,
     }
+    if system_site_packages and in_virtualenv():
+        # a venv's python resolves to the base interpreter: tell two parent environments apart by prefix
+        spec["parent_prefix"] = str(Path(sys.prefix).resolve())
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -141,8 +165,11 @@ def ensure_env(
 
 
 def _build(tmp: Path, requirements: list[str], system_site_packages: bool, timeout: float) -> None:
-    uv = shutil.which("uv")
-    site_flag = ["--system-site-packages"] if system_site_packages else []
+    # from inside a virtualenv the parent's packages come from a .pth file (see the module docstring)
+    via_pth = system_site_packages and in_virtualenv()
+    # uv decides what is installed from the venv's own (and base) site-packages only, not from .pth paths
+    uv = None if via_pth else shutil.which("uv")
+    site_flag = ["--system-site-packages"] if system_site_packages and not via_pth else []
     # pip of the main interpreter can install into a system-site venv; otherwise the venv needs its own
     own_pip = bool(requirements) and not (system_site_packages and _has_pip())
     if uv:
@@ -151,6 +178,12 @@ def _build(tmp: Path, requirements: list[str], system_site_packages: bool, timeo
         cmd = [sys.executable, "-m", "venv", *site_flag, *([] if own_pip else ["--without-pip"]), str(tmp)]
         _run(cmd, "creating the venv", timeout)
     python = env_python(tmp)
+    purelib = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                   "locating site-packages", 120).stdout.strip()
+    Path(purelib, "matteralign_project.pth").write_text(str(PROJECT_ROOT) + "\n")
+    if via_pth:  # before installing, so pip sees (and does not reinstall) what the parent already has
+        lines = [f"import site; site.addsitedir({d!r})" for d in parent_site_dirs()]
+        Path(purelib, PARENT_SITE_PTH).write_text("\n".join(lines) + "\n")
     install = ([uv, "pip", "install", "--quiet", "--python", str(python)] if uv
                else [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
     plain = [r for r in requirements if not r.startswith(NO_DEPS)]
@@ -163,9 +196,6 @@ def _build(tmp: Path, requirements: list[str], system_site_packages: bool, timeo
     if bare:
         _run([*install, "--no-deps", *bare], f"installing {', '.join(bare)} without dependencies", timeout,
              cwd=str(tmp))
-    purelib = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                   "locating site-packages", 120).stdout.strip()
-    Path(purelib, "matteralign_project.pth").write_text(str(PROJECT_ROOT) + "\n")
 
 
 def _has_pip() -> bool:
@@ -240,7 +270,10 @@ def _cached(entry: ModelEntry, dataset: Dataset, root: Path | None, device: str)
         return None
     if not store.complete:
         return None
-    return ExtractResult(store.load(), True, 0, 0, time.perf_counter() - t0)
+    try:
+        return ExtractResult(store.load(), True, 0, 0, time.perf_counter() - t0)
+    except CacheMismatch:  # the worker's extract() names it and recomputes the entry
+        return None
 
 
 def extract_isolated(

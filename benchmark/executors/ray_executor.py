@@ -36,7 +36,8 @@ from benchmark.embeddings.cache import EmbeddingStore
 from benchmark.embeddings.extract import compute_shard, plan_shards, store_for
 from benchmark.errors import ConfigError, MatteralignError
 from benchmark.models.base import ModelAdapter
-from benchmark.registry import ModelEntry, import_object
+from benchmark.models import build_adapter
+from benchmark.registry import ModelEntry
 from benchmark.structures import Dataset
 
 #: adapters a worker process keeps loaded; the oldest is dropped so a worker moving on to the next model
@@ -58,11 +59,6 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _build_adapter(entry: ModelEntry, device: str) -> ModelAdapter:
-    cls = import_object(entry.adapter, f"model {entry.key!r} (models.yaml): adapter")
-    return cls(entry, device=device)
-
-
 def plan_jobs(entries: list[ModelEntry], dataset: Dataset, root: Path, device: str) -> list[ShardJob]:
     """The shards missing from the cache, for the entries that can run in this environment, model by model."""
     jobs: list[ShardJob] = []
@@ -70,7 +66,7 @@ def plan_jobs(entries: list[ModelEntry], dataset: Dataset, root: Path, device: s
         if entry.environment != "main":
             continue
         try:
-            adapter = _build_adapter(entry, device)
+            adapter = build_adapter(entry, device)
             if adapter.unavailable_reason() or any(adapter.unsupported(s) for s in dataset.samples):
                 continue
             store = store_for(adapter, dataset, root)
@@ -96,7 +92,7 @@ _WORKER_CACHE: OrderedDict[tuple[str, str], _Loaded] = OrderedDict()
 
 def _worker_adapter(entry: ModelEntry, device: str) -> _Loaded:
     ident = (entry.model_dump_json(), device)
-    loaded = _WORKER_CACHE.pop(ident, None) or _Loaded(_build_adapter(entry, device))
+    loaded = _WORKER_CACHE.pop(ident, None) or _Loaded(build_adapter(entry, device))
     _WORKER_CACHE[ident] = loaded
     while len(_WORKER_CACHE) > ADAPTERS_PER_WORKER:
         _WORKER_CACHE.popitem(last=False)

@@ -1,6 +1,6 @@
 """Write the leaderboard: leaderboard.md / .csv / .json, index.html and figures/*.png, read from MLflow.
 
-The figures (and the written files) are also logged to an MLflow run tagged `matteralign.kind=leaderboard`
+The figures (and the written files) are also logged to an MLflow run of kind `leaderboard` (benchmark.tracking.schema)
 so every published board is traceable to the runs it was built from. Each figure is rendered once and the
 saved PNG logged with `log_artifact` (what `mlflow.log_figure` does, without drawing the figure twice).
 """
@@ -9,26 +9,60 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from benchmark import tracking
-from benchmark.errors import DataError
+from benchmark.embeddings import cache_root
+from benchmark.errors import ConfigError, DataError
 from benchmark.leaderboard import table as tbl
+from benchmark.leaderboard.artifacts import task_cache_keys, task_embeddings
 from benchmark.leaderboard.collect import Board, client, experiment_id, load_child_runs, select_board
+from benchmark.metrics.pairwise import ordered, pairwise_matrices
+from benchmark.tracking import schema as S
 
-KIND_LEADERBOARD = "leaderboard"
 NOTES = [
-    "Ranking: " + " ".join(tbl.__doc__.split("Ranking:", 1)[1].split("ID / OOD")[0].split()),
-    "ID / OOD scores: mean CKNNA to the reference over the model's tasks whose role (tag matteralign.role) is "
+    "Ranking: " + " ".join(tbl.RANKING.split()),
+    f"ID / OOD scores: mean CKNNA to the reference over the model's tasks whose role (tag {S.ROLE}) is "
     "id / ood; tasks on which the model is itself the reference are left out.",
-    "OOD collapse: " + " ".join(tbl.__doc__.split("OOD collapse:", 1)[1].split()),
+    "OOD collapse: " + " ".join(tbl.OOD_COLLAPSE.split()),
     "Versions: one benchmark version per board; per task one task version and one reference; the newest "
     "finished run per (model key, checkpoint digest, task, task version, benchmark version) and per model its "
     "newest checkpoint. Runs left out for that reason are listed under 'Not ranked'.",
 ]
+
+
+#: first characters that make a spreadsheet read a text cell as a formula (OWASP CSV injection)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _csv_cell(value: object) -> object:
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells (and headers) cannot run as spreadsheet formulas: OWASP's rule, a leading `'`
+    on text starting with = + - @ TAB CR. Numbers (negative ones too) and text that is a plain number stay."""
+    out = frame.rename(columns=_csv_cell)
+    for col in [c for c in out.columns if not pd.api.types.is_numeric_dtype(out[c])]:
+        out[col] = out[col].map(_csv_cell)
+    return out
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Raise ConfigError naming the path when out_dir/figures cannot be a folder (a file is in the way)."""
+    for path in (Path(out_dir) / "figures", *(Path(out_dir) / "figures").parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(f"leaderboard folder {out_dir}: {path} exists and is not a folder; "
+                                  "pass another --leaderboard-dir / --out, or move that file away")
+            return
 
 
 def _md_cell(value: object) -> str:
@@ -97,14 +131,15 @@ def as_json(tables: tbl.Tables, board: Board, source: str, notes: list[str]) -> 
 def _figures(tables: tbl.Tables, board: Board, tracking_uri: str | None, k: int, notes: list[str]):
     """Yield (name, title, Figure) for every figure the board supports; what cannot be drawn goes to notes."""
     from benchmark.leaderboard import figures
-    from benchmark.leaderboard.compare_cmd import ordered, pairwise, task_embeddings
 
     families = dict(zip(board.results["model"], board.results["family"]))
     for task in sorted(board.task_versions):
         if (board.results["task"] == task).sum() < 2:
             continue
         try:
-            cknna = ordered(pairwise(task_embeddings(board, task, tracking_uri), k)["cknna"])
+            matrices = pairwise_matrices(task_embeddings(board, task, tracking_uri), k, knn_dir=cache_root() / "knn",
+                                         cache_keys=task_cache_keys(board, task))
+            cknna = ordered(matrices["cknna"])
         except DataError as exc:
             notes.append(f"No CKNNA matrix for {task}: {exc}")
             continue
@@ -133,13 +168,35 @@ def _board_k(board: Board) -> int:
 def write_leaderboard(
     out_dir: Path, tracking_uri: str | None = None, experiment: str | None = None, log_to_mlflow: bool = True
 ) -> dict[str, Path]:
-    """Read the runs, write every leaderboard file under out_dir and return {name: path}."""
+    """Read the runs, write every leaderboard file under out_dir and return {name: path}.
+
+    Concurrent writers of one folder take turns (a lock file beside it), so none deletes another's figures.
+    """
+    from benchmark.io import file_lock
+
+    out_dir = Path(out_dir)
+    try:
+        lock = file_lock(out_dir.parent / f".{out_dir.name}.lock", timeout=600, what="writing the leaderboard")
+        with lock:
+            return _write_leaderboard_unlocked(out_dir, tracking_uri, experiment, log_to_mlflow)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the leaderboard folder {out_dir}: {exc.strerror or exc}") from exc
+
+
+def _write_leaderboard_unlocked(
+    out_dir: Path, tracking_uri: str | None = None, experiment: str | None = None, log_to_mlflow: bool = True
+) -> dict[str, Path]:
+    """write_leaderboard without the lock."""
     from benchmark.leaderboard import figures as figs
     from benchmark.leaderboard import html as page
 
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out_dir)
+    try:
+        fig_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the leaderboard folder {fig_dir}: {exc.strerror or exc}") from exc
     uri = tracking.tracking_uri(tracking_uri)
     board = select_board(load_child_runs(uri, experiment))
     tables = tbl.build_tables(board)
@@ -147,9 +204,8 @@ def write_leaderboard(
     cl = client(uri) if log_to_mlflow else None
     run_id = None
     if cl is not None:
-        T = tracking.TAG
         run_id = cl.create_run(experiment_id(cl, experiment), run_name="leaderboard", tags={
-            f"{T}kind": KIND_LEADERBOARD, f"{T}benchmark_version": board.benchmark_version}).info.run_id
+            S.KIND: S.Kind.LEADERBOARD, S.BENCHMARK_VERSION: board.benchmark_version}).info.run_id
     try:
         written: dict[str, Path] = {}
         figure_files: dict[str, tuple[str, Path]] = {}
@@ -161,7 +217,7 @@ def write_leaderboard(
             if cl is not None:
                 cl.log_artifact(run_id, str(figure_files[name][1]), "figures")
             written[f"figures/{name}.png"] = figure_files[name][1]
-        csv = tables.models.rename(columns=lambda c: tables.headers.get(c, c))
+        csv = csv_safe(tables.models.rename(columns=lambda c: tables.headers.get(c, c)))
         written["leaderboard.csv"] = out_dir / "leaderboard.csv"
         csv.to_csv(written["leaderboard.csv"], index=False)
         written["leaderboard.json"] = out_dir / "leaderboard.json"

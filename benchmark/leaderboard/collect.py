@@ -16,18 +16,19 @@ import pandas as pd
 
 from benchmark import tracking
 from benchmark.errors import MatteralignError
+from benchmark.tracking import schema as S
 
-T = tracking.TAG
-IDENTITY = ["model", "checkpoint_digest", "task", "task_version", "benchmark_version"]
+IDENTITY = list(S.IDENTITY)
+#: frame column -> child-run tag (schema names)
 TAG_COLUMNS = {
-    "model": "model", "task": "task", "role": "role", "status": "status", "reason": "reason",
-    "family": "family", "modality": "modality", "domain": "domain", "reference": "reference",
-    "is_reference": "is_reference", "benchmark_version": "benchmark_version", "cache_reused": "cache_reused",
+    "model": S.MODEL, "task": S.TASK, "role": S.ROLE, "status": S.STATUS, "reason": S.REASON,
+    "family": S.FAMILY, "modality": S.MODALITY, "domain": S.DOMAIN, "reference": S.REFERENCE,
+    "is_reference": S.IS_REFERENCE, "benchmark_version": S.BENCHMARK_VERSION, "cache_reused": S.CACHE_REUSED,
 }
-PARAM_COLUMNS = [
+PARAM_COLUMNS = [S.P[p] for p in (
     "model_name", "model_version", "checkpoint_digest", "task_version", "data_digest", "ids_digest",
-    "n_samples", "seed", "k", "parameters", "training_data", "energy_head", "embedding_dim",
-]
+    "n_samples", "seed", "k", "parameters", "training_data", "energy_head", "embedding_dim", "cache_key",
+)]
 
 
 def client(tracking_uri: str | None = None):
@@ -56,11 +57,11 @@ def experiment_id(cl, experiment: str | None = None) -> str:
 
 
 def search(cl, exp_id: str, kind: str) -> list:
-    """Every run of one `matteralign.kind` in the experiment, all pages."""
+    """Every run of one kind (schema `Kind`) in the experiment, all pages."""
     runs, token = [], None
     while True:
         page = cl.search_runs(
-            [exp_id], filter_string=f"tags.`{T}kind` = '{kind}'", max_results=5000, page_token=token
+            [exp_id], filter_string=S.kind_filter(kind), max_results=5000, page_token=token
         )
         runs.extend(page)
         token = page.token
@@ -71,13 +72,13 @@ def search(cl, exp_id: str, kind: str) -> list:
 def runs_frame(runs: list, parents: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
     """One row per child run: tags and params under their schema names, metrics under the metric name.
 
-    When a child lacks its `matteralign.reference` tag, the parent's `matteralign.reference.<task>` is used.
+    When a child lacks its reference tag, the parent's per-task reference tag is used.
     """
     parents = parents or {}
     rows = []
     for r in runs:
         tags, params = r.data.tags, r.data.params
-        row: dict = {col: tags.get(f"{T}{tag}", "") for col, tag in TAG_COLUMNS.items()}
+        row: dict = {col: tags.get(tag, "") for col, tag in TAG_COLUMNS.items()}
         row["model"] = row["model"] or params.get("model_key", "")
         row["task"] = row["task"] or params.get("task", "")
         row["benchmark_version"] = row["benchmark_version"] or params.get("benchmark_version", "")
@@ -86,10 +87,10 @@ def runs_frame(runs: list, parents: dict[str, dict[str, str]] | None = None) -> 
         parent_id = tags.get("mlflow.parentRunId", "")
         parent_tags = parents.get(parent_id, {})
         if not row["reference"]:
-            row["reference"] = parent_tags.get(f"{T}reference.{row['task']}", "")
+            row["reference"] = parent_tags.get(S.per_task(S.REFERENCE, row["task"]), "")
         if not row["is_reference"]:
             row["is_reference"] = str(bool(row["reference"]) and row["reference"] == row["model"]).lower()
-        row["reference_reason"] = parent_tags.get(f"{T}reference_reason.{row['task']}", "")
+        row["reference_reason"] = parent_tags.get(S.per_task(S.REFERENCE_REASON, row["task"]), "")
         row.update(
             run_id=r.info.run_id, parent_run_id=parent_id, run_status=r.info.status,
             start_time=int(r.info.start_time or 0), end_time=int(r.info.end_time or 0),
@@ -107,8 +108,8 @@ def load_child_runs(tracking_uri: str | None = None, experiment: str | None = No
     """All child runs of the experiment (any status), newest first."""
     cl = client(tracking_uri)
     exp_id = experiment_id(cl, experiment)
-    parents = {p.info.run_id: p.data.tags for p in search(cl, exp_id, tracking.KIND_PARENT)}
-    frame = runs_frame(search(cl, exp_id, tracking.KIND_MODEL_TASK), parents)
+    parents = {p.info.run_id: p.data.tags for p in search(cl, exp_id, S.Kind.PARENT)}
+    frame = runs_frame(search(cl, exp_id, S.Kind.MODEL_TASK), parents)
     return sort_newest_first(frame)
 
 

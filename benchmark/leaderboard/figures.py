@@ -12,11 +12,26 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+
+#: figure text is data (model keys, family and task names), never mathtext: "$\notacommand$" is drawn as typed
+PLAIN_TEXT = {"text.parse_math": False}
+
+
+def plain_text() -> None:
+    """Make every figure drawn from here on treat `$` literally (the package's figures never use mathtext)."""
+    matplotlib.rcParams.update(PLAIN_TEXT)
+
+
+plain_text()
 
 
 def save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    for text in fig.findobj(Text):  # plain text even if rcParams were changed after the figure was made
+        text.set_parse_math(False)
+    with matplotlib.rc_context(PLAIN_TEXT):
+        fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 

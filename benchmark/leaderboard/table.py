@@ -1,17 +1,8 @@
 """Rank models and build the leaderboard tables from a selected Board.
 
-Ranking: by `cknna_to_ref` averaged over the model's ranked tasks (tasks where the model is itself the
-reference are left out: self-alignment is 1 by construction). Ties, compared after rounding to 1e-6 so
-float noise cannot reorder rows, are broken by the ID score, then the OOD score, then the lower probe
-energy MAE, then the model key; a model without any alignment number ranks last.
-
-ID / OOD scores: mean `cknna_to_ref` over the model's tasks whose `matteralign.role` is id / ood.
-
-OOD collapse: the model aligns *better* with the reference out of distribution than in distribution
-(OOD score > ID score) while its representation gets poorer there: mean OOD intrinsic dimension < mean ID
-intrinsic dimension, or mean OOD information imbalance model->ref worse (by its METRICS direction) than
-the ID one. Alignment that rises because everything maps onto a few directions is collapse, not
-generality. `n/a` where the model lacks ID or OOD tasks or the numbers.
+The ranking rule, the ID / OOD scores and OOD collapse are defined once, in RANKING, ID_OOD and
+OOD_COLLAPSE below (the board's notes print them); metric names, labels and directions come from
+benchmark.metrics.registry.
 """
 
 from __future__ import annotations
@@ -22,43 +13,35 @@ import numpy as np
 import pandas as pd
 
 from benchmark.leaderboard.collect import Board, metric
+from benchmark.metrics.registry import METRICS, direction, label, names
 
-TASK_METRICS = [
-    "cknna_to_ref", "cknna_to_ref_ci_low", "cknna_to_ref_ci_high", "mutual_knn_to_ref", "cka_to_ref",
-    "intrinsic_dimension", "mle_dimension", "info_imbalance_ref_to_model", "info_imbalance_model_to_ref",
-    "idcor_to_ref", "idcor_pvalue", "energy_mae", "probe_energy_mae",
-]
-LABELS = {
-    "cknna_to_ref": "CKNNA to reference",
-    "cknna_to_ref_ci_low": "CKNNA CI low",
-    "cknna_to_ref_ci_high": "CKNNA CI high",
-    "mutual_knn_to_ref": "mutual kNN to reference",
-    "cka_to_ref": "CKA to reference",
-    "intrinsic_dimension": "intrinsic dimension",
-    "mle_dimension": "MLE dimension",
-    "info_imbalance_ref_to_model": "info imbalance ref->model",
-    "info_imbalance_model_to_ref": "info imbalance model->ref",
-    "idcor_to_ref": "IdCor to reference",
-    "idcor_pvalue": "IdCor p-value",
-    "energy_mae": "energy MAE (eV/atom)",
-    "probe_energy_mae": "probe energy MAE (eV/atom)",
-    "id_score": "ID score (mean CKNNA, id tasks)",
-    "ood_score": "OOD score (mean CKNNA, ood tasks)",
-}
+RANKING = """by `cknna_to_ref` averaged over the model's ranked tasks (tasks where the model is itself the
+reference are left out: self-alignment is 1 by construction). Ties, compared after rounding to 1e-6 so
+float noise cannot reorder rows, are broken by the ID score, then the OOD score, then the lower probe
+energy MAE, then the model key; a model without any alignment number ranks last."""
+
+ID_OOD = "mean `cknna_to_ref` over the model's tasks whose role is id / ood."
+
+OOD_COLLAPSE = """the model aligns *better* with the reference out of distribution than in distribution
+(OOD score > ID score) while its representation gets poorer there: mean OOD intrinsic dimension < mean ID
+intrinsic dimension, or mean OOD information imbalance model->ref worse (by its METRICS direction) than
+the ID one. Alignment that rises because everything maps onto a few directions is collapse, not
+generality. `n/a` where the model lacks ID or OOD tasks or the numbers."""
+
+#: the per-task table's metric columns, in registry order (every declared per-task metric)
+TASK_METRICS = names("embed", "geometry", "alignment", per_task=True)
+#: display label of every declared metric
+LABELS = {name: label(name) for name in METRICS}
 TIE_DECIMALS = 6
 
 
 def higher_is_better(name: str) -> bool:
-    """True for a metric whose direction (benchmark.metrics, the one source of truth) is "higher"."""
-    from benchmark.metrics import direction
-
+    """True for a metric whose direction (benchmark.metrics.registry, the one source of truth) is "higher"."""
     return direction(name) == "higher"
 
 
 def header(name: str, label: str | None = None) -> str:
     """A metric column header that says which way is better (or that neither is, for descriptive ones)."""
-    from benchmark.metrics import direction
-
     word = direction(name)
     how = f"{word} is better" if word in ("higher", "lower") else "descriptive: neither higher nor lower is better"
     return f"{label or LABELS.get(name, name)} ({how})"
@@ -82,7 +65,7 @@ def _mean(frame: pd.DataFrame, name: str) -> float:
 
 
 def collapse(id_rows: pd.DataFrame, ood_rows: pd.DataFrame) -> str:
-    """'yes' / 'no' / 'n/a' per the module docstring's definition."""
+    """'yes' / 'no' / 'n/a' per OOD_COLLAPSE."""
     id_c, ood_c = _mean(id_rows, "cknna_to_ref"), _mean(ood_rows, "cknna_to_ref")
     if not (np.isfinite(id_c) and np.isfinite(ood_c)):
         return "n/a"
@@ -112,7 +95,7 @@ def _parameters(value: str) -> float:
 
 
 def model_table(board: Board) -> pd.DataFrame:
-    """One row per model, ranked (see the module docstring)."""
+    """One row per model, ranked (see RANKING)."""
     res = board.results
     tasks = sorted(board.task_versions)
     rows = []
@@ -184,8 +167,6 @@ def build_tables(board: Board) -> Tables:
     not_ranked = board.not_ranked[["model", "task", "status", "reason", "run_id"]].reset_index(drop=True)
     metric_names = ["cknna_to_ref", "id_score", "ood_score", "energy_mae", "probe_energy_mae",
                     "intrinsic_dimension", *TASK_METRICS]
-    from benchmark.metrics import direction
-
     directions = {n: direction(n) for n in dict.fromkeys(metric_names)}
     headers = {
         "rank": "rank", "model": "model", "name": "name", "family": "family", "modality": "modality",

@@ -1,25 +1,28 @@
 """Alignment and intrinsic-dimension metrics: pure functions over arrays and kNN graphs.
 
-Definitions follow /work/shared/metric-definitions.md (the contract for "exact").
+Definitions follow docs/metric-definitions.md (the contract for "exact").
 """
 
 from benchmark.metrics.checks import check_paired
 from benchmark.metrics.cka import linear_cka
-from benchmark.metrics.idcor import idcor
-from benchmark.metrics.imbalance import information_imbalance, information_imbalances
+from benchmark.metrics.idcor import IdcorResult, idcor, idcor_test
+from benchmark.metrics.imbalance import information_imbalance, information_imbalance_ranks, information_imbalances
 from benchmark.metrics.intrinsic_dim import mle_id, twonn
 from benchmark.metrics.knn_alignment import alignment_ci, cknna, mutual_knn
 from benchmark.metrics.registry import METRICS, MetricInfo, direction
 
 __all__ = [
     "METRICS",
+    "IdcorResult",
     "MetricInfo",
     "alignment_ci",
     "check_paired",
     "cknna",
     "direction",
     "idcor",
+    "idcor_test",
     "information_imbalance",
+    "information_imbalance_ranks",
     "information_imbalances",
     "linear_cka",
     "mle_id",

@@ -5,19 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.errors import DataError
-from benchmark.knn.graph import _check_matrix
+from benchmark.knn.graph import check_matrix
 
 _BLOCK = 8192
 
 
 def _cross(X: np.ndarray, Y: np.ndarray, mx: np.ndarray | None, my: np.ndarray | None) -> np.ndarray:
-    """sum over row blocks of (X_b - mx)^T (Y_b - my) in float64."""
+    """sum over row blocks of (X_b - mx)^T (Y_b - my) in float64 (X^T X by a symmetric update)."""
+    same = X is Y and (mx is my)
     out = np.zeros((X.shape[1], Y.shape[1]))
     for a in range(0, X.shape[0], _BLOCK):
         xb = X[a : a + _BLOCK].astype(np.float64)
-        yb = Y[a : a + _BLOCK].astype(np.float64)
         if mx is not None:
             xb -= mx
+        if same:
+            out += xb.T @ xb  # numpy's symmetric rank-k update (syrk): half the multiply-adds
+            continue
+        yb = Y[a : a + _BLOCK].astype(np.float64)
+        if my is not None:
             yb -= my
         out += xb.T @ yb
     return out
@@ -46,8 +51,12 @@ def linear_cka(X: np.ndarray, Y: np.ndarray, eps: float = 1e-6, unbiased: bool =
     CKNNA reaches at k = n - 1), also from feature-space sums.
     Raises DataError on unequal n, NaN/inf, or a representation with zero variance (constant
     rows), where CKA is 0/0.
+
+    Cost: n (d1^2 / 2 + d1 d2 + d2^2 / 2) multiply-adds (three cross products over row blocks, the two
+    self products symmetric),
+    O(d1^2 + d1 d2 + d2^2 + 8192 (d1 + d2)) memory: never an n x n kernel.
     """
-    X, Y = _check_matrix(X, "X"), _check_matrix(Y, "Y")
+    X, Y = check_matrix(X, "X"), check_matrix(Y, "Y")
     if X.shape[0] != Y.shape[0]:
         raise DataError(f"X and Y must have the same rows (paired samples): {X.shape[0]} vs {Y.shape[0]}")
     for name, Z in (("X", X), ("Y", Y)):

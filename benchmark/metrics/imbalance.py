@@ -1,4 +1,12 @@
-"""Information imbalance (Glielmo et al. 2022) from exact, blocked distance ranks."""
+"""Information imbalance (Glielmo et al. 2022): exact, at the full N, from counts instead of sorts.
+
+The rank of j among i's distances is 1 + the number of points closer to i than j (ties by index), so
+Delta needs no sort: given each point's nearest neighbours in one space (a kNN graph), one blocked pass
+over the other space's Gram matrix counts, for every query, the points inside its threshold distance.
+Each block pair (a, b) of the upper triangle is multiplied once and counts for the queries of both a and b.
+The products run in float32; entries whose float32 score lies within a rigorous rounding bound of the
+threshold are recounted from exact float64 distances, so the counts are those of exact arithmetic.
+"""
 
 from __future__ import annotations
 
@@ -7,86 +15,223 @@ import warnings
 import numpy as np
 
 from benchmark.errors import DataError
-from benchmark.knn.graph import _check_matrix, _topk_rows
+from benchmark.knn.graph import KnnGraph, check_matrix, knn_graph
 
-DEFAULT_MAX_EXACT_N = 20_000
+_U32 = float(np.finfo(np.float32).eps) / 2
 
 
-def _sq_dists(Q: np.ndarray, X: np.ndarray, sq_x: np.ndarray) -> np.ndarray:
-    d = Q @ X.T
-    d *= -2
-    d += np.einsum("ij,ij->i", Q, Q)[:, None]
-    d += sq_x[None, :]
-    return d
+def _neighbours(Z: np.ndarray, g: KnnGraph | None, k: int, name: str) -> np.ndarray:
+    """(n, k) first k Euclidean neighbours of every row of Z (ties by index): from g when given, else computed.
+
+    A cosine graph is accepted when the rows of Z are unit vectors (cosine order = Euclidean order there).
+    """
+    n = Z.shape[0]
+    if g is None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*duplicate an earlier row.*")
+            return knn_graph(Z, k, metric="euclidean").indices
+    if g.n != n or g.k < k:
+        raise DataError(f"graph_{name} has n={g.n}, k={g.k}; information imbalance needs n={n} and k >= {k}")
+    if g.metric == "cosine":
+        norms = np.sqrt(np.einsum("ij,ij->i", Z, Z, dtype=np.float64))
+        if np.abs(norms - 1).max() > 1e-6:
+            raise DataError(
+                f"graph_{name} is a cosine graph but the rows of {name} are not unit vectors: pass a euclidean "
+                f"graph of {name}, or the L2-normalised features the cosine graph was built from"
+            )
+    return g.indices[:, :k]
+
+
+class _Counter:
+    """Counts, for query rows q and thresholds c[q, t] = |z_q - z_j(q,t)|^2, the points l != q with
+    |z_q - z_l|^2 < c[q, t], or equal to it with l < j(q, t): rank(j) - 1 of the contract (ties by index)."""
+
+    def __init__(self, Z: np.ndarray, nbrs: np.ndarray) -> None:
+        self.Z = Z
+        self.Z32 = np.ascontiguousarray(Z, dtype=np.float32)
+        self.nbrs = nbrs
+        n, d = Z.shape
+        sq = np.einsum("ij,ij->i", Z, Z, dtype=np.float64)
+        self.sq32 = sq.astype(np.float32)
+        self.c = np.empty(nbrs.shape)
+        for a in range(0, n, 4096):
+            diff = Z[nbrs[a : a + 4096]].astype(np.float64) - Z[a : a + 4096, None, :]
+            self.c[a : a + 4096] = np.einsum("ijk,ijk->ij", diff, diff)
+        norm = np.sqrt(sq)
+        m = float(norm.max())
+        # |H32 - H| for H = |z_l|^2 - 2 z_q.z_l: float32 inputs and GEMM (gamma_d), the add, the threshold's cast
+        tol = (2 * d + 16) * _U32 * m * (norm + m)[:, None] + 4 * _U32 * (np.abs(self.c) + sq[:, None])
+        tau = self.c - sq[:, None]
+        self.lo = (tau - 1.01 * tol).astype(np.float32)
+        self.hi = (tau + 1.01 * tol).astype(np.float32)
+        self.count = np.zeros(nbrs.shape, dtype=np.int64)
+        self.rechecked = 0
+
+    def add(self, H: np.ndarray, q: np.ndarray, cols: np.ndarray, mask: np.ndarray, axis: int = 1) -> None:
+        """Fold a float32 score block into the counts: H[r, s] = |z_cols[s]|^2 - 2 z_q[r].z_cols[s] (axis 1),
+        or H[s, r] for axis 0 (queries along the columns, no transposed copy); +inf where cols[s] == q[r].
+        mask: a bool buffer of H's shape (no allocation per block: fresh pages cost as much as the compares)."""
+        for t in range(self.nbrs.shape[1]):
+            lo, hi = self.lo[q, t], self.hi[q, t]
+            lo_b, hi_b = (lo[:, None], hi[:, None]) if axis == 1 else (lo[None, :], hi[None, :])
+            np.less(H, lo_b, out=mask)
+            below = mask.sum(axis=axis, dtype=np.int64)
+            self.count[q, t] += below
+            np.less_equal(H, hi_b, out=mask)
+            rows = np.flatnonzero(mask.sum(axis=axis, dtype=np.int64) - below)
+            if rows.size == 0:
+                continue
+            if axis == 1:
+                sub = H[rows]
+                r, s = np.nonzero((sub >= lo[rows, None]) & (sub <= hi[rows, None]))
+            else:
+                sub = H[:, rows]
+                s, r = np.nonzero((sub >= lo[None, rows]) & (sub <= hi[None, rows]))
+            qi, li = q[rows[r]], cols[s]
+            diff = self.Z[li].astype(np.float64) - self.Z[qi]
+            d2 = np.einsum("ij,ij->i", diff, diff)
+            ct, j = self.c[qi, t], self.nbrs[qi, t]
+            closer = (d2 < ct) | ((d2 == ct) & (li < j))
+            np.add.at(self.count[:, t], qi[closer], 1)
+            self.rechecked += int(r.size)
+
+
+def _count_all(counters: list[_Counter], block: int) -> None:
+    """Every query's counts, one float32 product per block pair (a <= b) of the upper triangle per counter.
+    The block buffers are allocated once and reused."""
+    n = counters[0].Z.shape[0]
+    block = min(block, n)
+    G = np.empty((block, block), dtype=np.float32)
+    H = np.empty_like(G)
+    mask = np.empty(G.shape, dtype=bool)
+    starts = list(range(0, n, block))
+    for a in starts:
+        ea = min(a + block, n)
+        qa = np.arange(a, ea)
+        left = [-2 * cnt.Z32[a:ea] for cnt in counters]
+        for b in starts:
+            if b < a:
+                continue
+            eb = min(b + block, n)
+            qb = np.arange(b, eb)
+            g, h, m = G[: ea - a, : eb - b], H[: ea - a, : eb - b], mask[: ea - a, : eb - b]
+            for cnt, za in zip(counters, left):
+                np.matmul(za, cnt.Z32[b:eb].T, out=g)
+                np.add(g, cnt.sq32[None, b:eb], out=h)
+                if a == b:
+                    np.fill_diagonal(h, np.inf)
+                cnt.add(h, qa, qb, m)
+                if a != b:
+                    g += cnt.sq32[a:ea, None]
+                    cnt.add(g, qb, qa, m, axis=0)
+
+
+def _count_queries(counters: list[_Counter], queries: np.ndarray, block: int) -> None:
+    """Counts for a subset of query rows only: one float32 product of each query block with all rows."""
+    n = counters[0].Z.shape[0]
+    cols = np.arange(n)
+    step = max(1, min(block, 2**24 // n))
+    for a in range(0, queries.size, step):
+        q = queries[a : a + step]
+        for cnt in counters:
+            H = cnt.Z32[q] @ cnt.Z32.T
+            H *= -2
+            H += cnt.sq32[None, :]
+            H[np.arange(q.size), q] = np.inf
+            cnt.add(H, q, cols, np.empty(H.shape, dtype=bool))
+            del H
+
+
+def _imbalances(
+    X: np.ndarray, Y: np.ndarray, k: int, max_exact_n: int | None, seed: int,
+    graph_x: KnnGraph | None, graph_y: KnnGraph | None, directions: tuple[bool, bool], block_size: int,
+) -> tuple[list[np.ndarray], int]:
+    """Ranks for the requested directions (X -> Y, Y -> X), restricted to the query rows, and N."""
+    X, Y = check_matrix(X, "X"), check_matrix(Y, "Y")
+    n = X.shape[0]
+    if Y.shape[0] != n:
+        raise DataError(f"X and Y must have the same rows (paired samples): {n} vs {Y.shape[0]}")
+    if not 1 <= k < n:
+        raise DataError(f"information imbalance needs 1 <= k < n, got k={k}, n={n}")
+    queries = None
+    if max_exact_n is not None and n > max_exact_n:
+        queries = np.sort(np.random.default_rng(seed).choice(n, max_exact_n, replace=False))
+        warnings.warn(
+            f"information imbalance: N={n} > max_exact_n={max_exact_n}; exact ranks averaged over "
+            f"{max_exact_n} random query points (seed={seed})",
+            stacklevel=3,
+        )
+    # Delta(X -> Y) counts in Y's distances around X's neighbours, and vice versa
+    counters = []
+    if directions[0]:
+        counters.append(_Counter(Y, _neighbours(X, graph_x, k, "x")))
+    if directions[1]:
+        counters.append(_Counter(X, _neighbours(Y, graph_y, k, "y")))
+    if queries is None:
+        _count_all(counters, block_size)
+        rows = slice(None)
+    else:
+        _count_queries(counters, queries, block_size)
+        rows = queries
+    return [c.count[rows] + 1 for c in counters], n
+
+
+def _delta(ranks: np.ndarray, n: int) -> float:
+    return 2.0 * float(ranks.sum()) / (ranks.size * n)
+
+
+def information_imbalance_ranks(
+    X: np.ndarray, Y: np.ndarray, k: int = 1, graph_x: KnnGraph | None = None, block_size: int = 4096
+) -> np.ndarray:
+    """(N, k) int64: entry (i, t) is the rank (nearest = 1, ties by index) among Y-distances from i of i's
+    t-th nearest X-neighbour; Delta(X -> Y) = 2 * mean / N. Same cost as `information_imbalance`."""
+    return _imbalances(X, Y, k, None, 0, graph_x, None, (True, False), block_size)[0][0]
 
 
 def information_imbalance(
     X: np.ndarray,
     Y: np.ndarray,
     k: int = 1,
-    max_exact_n: int = DEFAULT_MAX_EXACT_N,
+    max_exact_n: int | None = None,
     seed: int = 0,
+    graph_x: KnnGraph | None = None,
+    block_size: int = 4096,
 ) -> float:
     """Delta(X -> Y) = (2 / N) * mean over points i (and over i's first k X-neighbours j) of the
     rank of j among Y-distances from i (nearest = 1). Euclidean distances; ties by index.
 
-    Identical spaces give (k + 1) / N, unrelated ones about 1. For N <= max_exact_n every point
-    is a query: the exact full-N value (DADApy's `return_information_imbalace` with
-    subset_size >= N). For N > max_exact_n, ranks are still exact against all N points but
-    averaged over a seeded uniform random subset of max_exact_n query points (declared with a
-    warning): an unbiased estimate of the full-N value, not DADApy's default of averaging
-    disjoint 2,000-point subsets (a different, subset-size-dependent quantity).
-    Time O(m N (d_X + d_Y)) for m queries; memory O(block N).
+    Identical spaces give (k + 1) / N, unrelated ones about 1. Every point is a query: the exact
+    full-N value (DADApy's `return_information_imbalace` with subset_size >= N), not DADApy's default
+    of averaging disjoint 2,000-point subsets (a different, subset-size-dependent quantity).
+    max_exact_n (opt-in, default None): above it, exact ranks are averaged over a seeded random subset
+    of max_exact_n query points, declared with a warning. graph_x: X's kNN graph (euclidean, or cosine
+    when X's rows are unit vectors) with >= k neighbours; without it one is computed.
+
+    Cost: the rank counts are one blocked float32 pass over Y's Gram matrix (upper triangle, N^2 d_Y / 2
+    multiply-adds, O(N^2 k) compares) plus an exact float64 recount of the few entries within rounding of
+    a threshold; without graph_x add one exact kNN graph of X (N^2 d_X / 2). Memory O(N (d_X + d_Y))
+    for float32 copies plus O(block_size^2) per block.
     """
-    return information_imbalances(X, Y, k, max_exact_n, seed)[0]
-
-
-def _rank_sum(d_to: np.ndarray, nbrs: np.ndarray, r: np.ndarray, col: np.ndarray) -> float:
-    """Sum over queries r and their neighbours (columns of nbrs) of the neighbour's rank in d_to (ties by index)."""
-    total = 0.0
-    for j in nbrs.T:
-        t = d_to[r, j][:, None]
-        total += float(((d_to < t) | ((d_to == t) & (col[None, :] < j[:, None]))).sum()) + r.size
-    return total
+    (ranks,), n = _imbalances(X, Y, k, max_exact_n, seed, graph_x, None, (True, False), block_size)
+    return _delta(ranks, n)
 
 
 def information_imbalances(
     X: np.ndarray,
     Y: np.ndarray,
     k: int = 1,
-    max_exact_n: int = DEFAULT_MAX_EXACT_N,
+    max_exact_n: int | None = None,
     seed: int = 0,
+    graph_x: KnnGraph | None = None,
+    graph_y: KnnGraph | None = None,
+    block_size: int = 4096,
 ) -> tuple[float, float]:
-    """(Delta(X -> Y), Delta(Y -> X)) from one pass: each block of distances is computed once and serves
-    both directions, half the matrix products of two `information_imbalance` calls (same numbers)."""
-    X = _check_matrix(X, "X").astype(np.float64)
-    Y = _check_matrix(Y, "Y").astype(np.float64)
-    n = X.shape[0]
-    if Y.shape[0] != n:
-        raise DataError(f"X and Y must have the same rows (paired samples): {n} vs {Y.shape[0]}")
-    if not 1 <= k < n:
-        raise DataError(f"information imbalance needs 1 <= k < n, got k={k}, n={n}")
-    queries = np.arange(n)
-    if n > max_exact_n:
-        queries = np.sort(np.random.default_rng(seed).choice(n, max_exact_n, replace=False))
-        warnings.warn(
-            f"information imbalance: N={n} > max_exact_n={max_exact_n}; exact ranks averaged over "
-            f"{max_exact_n} random query points (seed={seed})",
-            stacklevel=2,
-        )
-    sq_x, sq_y = np.einsum("ij,ij->i", X, X), np.einsum("ij,ij->i", Y, Y)
-    col = np.arange(n)
-    block = max(1, 2**24 // n)
-    xy = yx = 0.0
-    for a in range(0, queries.size, block):
-        q = queries[a : a + block]
-        r = np.arange(q.size)
-        dx = _sq_dists(X[q], X, sq_x)
-        dx[r, q] = np.inf
-        dy = _sq_dists(Y[q], Y, sq_y)
-        dy[r, q] = np.inf
-        xy += _rank_sum(dy, _topk_rows(-dx, k, 0)[1], r, col)
-        yx += _rank_sum(dx, _topk_rows(-dy, k, 0)[1], r, col)
-        del dx, dy
-    norm = queries.size * k * n
-    return 2.0 * xy / norm, 2.0 * yx / norm
+    """(Delta(X -> Y), Delta(Y -> X)), both exact at the full N, from one pass over the block pairs
+    (the same numbers as two `information_imbalance` calls). graph_x / graph_y: the spaces' kNN graphs
+    (see `information_imbalance`); the pipeline's cosine graphs of its L2-normalised features qualify.
+
+    Cost: N^2 (d_X + d_Y) / 2 float32 multiply-adds and O(N^2 k) compares, plus one exact kNN graph per
+    space whose graph is not given; memory O(N (d_X + d_Y) + block_size^2), never an N x N matrix.
+    """
+    (xy, yx), n = _imbalances(X, Y, k, max_exact_n, seed, graph_x, graph_y, (True, True), block_size)
+    return _delta(xy, n), _delta(yx, n)

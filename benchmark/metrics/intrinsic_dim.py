@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from benchmark.errors import DataError
-from benchmark.knn.graph import KnnGraph, _check_matrix, knn_graph
+from benchmark.knn.graph import KnnGraph, check_matrix, knn_graph
 
 
 def _euclidean_graph(X_or_graph: np.ndarray | KnnGraph, k: int, who: str) -> KnnGraph:
@@ -17,7 +17,7 @@ def _euclidean_graph(X_or_graph: np.ndarray | KnnGraph, k: int, who: str) -> Knn
         if X_or_graph.k < k:
             raise DataError(f"{who} needs k >= {k} stored neighbours, the graph has k={X_or_graph.k}")
         return X_or_graph
-    X = _check_matrix(X_or_graph)
+    X = check_matrix(X_or_graph)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*duplicate an earlier row.*")
         return knn_graph(X, k, metric="euclidean")
@@ -45,6 +45,9 @@ def twonn(X_or_graph: np.ndarray | KnnGraph, discard_fraction: float = 0.1, drop
     Duplicates: unlike DADApy (r1 = 0 gives mu = inf), points with r1 = 0 are dropped with a
     warning, as scikit-dimension does, and N counts only the kept points. drop_ties=True also
     drops points with r1 = r2 (the IDCor authors' estimator).
+
+    Cost: from a graph O(n log n) (one sort of n ratios), no distance computed, O(n) memory; from
+    features one exact euclidean kNN graph (k = 2): n^2 d / 2 multiply-adds, O(block n + n) memory.
     """
     if not 0 < discard_fraction < 1:
         raise ValueError(f"discard_fraction must be in (0, 1) (0 would put -log(0) in the fit), got {discard_fraction}")
@@ -71,6 +74,9 @@ def mle_id(graph: np.ndarray | KnnGraph, k: int = 20) -> float:
     m_i = (k - 1) / sum_{j<k} log(T_k / T_j) from the first k Euclidean neighbour distances;
     global = 1 / mean(1 / m_i) (MacKay-Ghahramani averaging). Accepts a euclidean KnnGraph with
     >= k neighbours or raw features. Points with T_1 = 0 (duplicates) are dropped with a warning.
+
+    Cost: from a graph O(n k) time and memory, no distance computed; from features one exact
+    euclidean kNN graph: n^2 d / 2 multiply-adds, O(block n + n k) memory.
     """
     if k < 2:
         raise ValueError(f"MLE needs k >= 2, got {k}")

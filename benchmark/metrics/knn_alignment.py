@@ -4,7 +4,7 @@ Every HSIC term of CKNNA is a sum over the non-zero entries of a masked kernel, 
 entries are exactly the stored top-k similarities, so the n x n matrices of the reference
 (platonic-rep) implementation are never needed. Transposed entries are found by scanning the
 k slots of the partner row (k^2 compares per row: cache-friendly, no sort), once per graph. See
-/work/shared/metric-definitions.md.
+docs/metric-definitions.md.
 """
 
 from __future__ import annotations
@@ -217,6 +217,9 @@ def cknna(ga: KnnGraph, gb: KnnGraph, k: int | None = None, eps: float = 1e-6, u
     itself (its self-similarity taken as 1, the rows being L2-normalised), like platonic-rep.
     Not exactly symmetric in (ga, gb): the asymmetric row masks make the colsum . rowsum term
     order-dependent. Returns nan with a warning if HSIC_KK * HSIC_LL < 0 (degenerate masks).
+
+    Cost (after the two graphs): O(n k^2) time (slot matching) + O(n k) for the HSIC sums, O(n k)
+    memory; each graph's transposed slots and self-HSIC (O(n k^2)) are cached on the graph object.
     """
     k = _check_pair(ga, gb, k)
     if ga.n < 4:
@@ -239,7 +242,8 @@ def _overlaps(ga: KnnGraph, gb: KnnGraph, k: int) -> np.ndarray:
 
 def mutual_knn(ga: KnnGraph, gb: KnnGraph, k: int | None = None) -> float:
     """Mean over points of |N_A(i) ∩ N_B(i)| / k (neighbour lists exclude the point itself).
-    Any graph metric is accepted; the pipeline uses cosine graphs as platonic-rep does."""
+    Any graph metric is accepted; the pipeline uses cosine graphs as platonic-rep does.
+    Cost: O(n k^2) time, O(n k) memory (blocks of 2^22 / k^2 rows)."""
     k = _check_pair(ga, gb, k)
     return float(_overlaps(ga, gb, k).mean() / k)
 
@@ -262,6 +266,8 @@ def alignment_ci(
     graphs (re-running the kNN on each resample is what it saves). For mutual_knn this is the
     ordinary bootstrap of a mean of per-point overlaps. Each replicate costs O(n k) (one sparse
     product per batch of replicates, `_WeightedHsic`).
+
+    Cost: O(n_boot n k) time, O(n k + batch n) memory (batch = min(n_boot, 2^23 / n) replicates).
     """
     if metric not in ("cknna", "mutual_knn"):
         raise ValueError(f"alignment_ci supports 'cknna' and 'mutual_knn', got {metric!r}")

@@ -29,7 +29,7 @@ KEY_RE = re.compile(r"schnet-n(\d+)-e(\d+)(?:-s(\d+))?\.pt$")
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict (weights_only=True); ConfigError when it is not a convergence checkpoint."""
-    from benchmark.convergence.model import CHECKPOINT_FORMAT
+    from benchmark.models.schnet_net import CHECKPOINT_FORMAT
 
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -64,23 +64,23 @@ class SchNetAdapter(ModelAdapter):
         if self.random_init or (path is not None and path.is_file()):
             return None
         if path is None:
-            return "no checkpoint set; train one with: python -m benchmark.convergence.train --out-dir DIR"
+            return "no checkpoint set; train one with: matteralign train-convergence --out-dir DIR"
         match = KEY_RE.search(path.name)
         if match:
             size, epochs, seed = match.group(1), match.group(2), match.group(3) or "0"
             command = (
-                f"python -m benchmark.convergence.train --train-sizes {size} --epochs {epochs} "
+                f"matteralign train-convergence --train-sizes {size} --epochs {epochs} "
                 f"--seed {seed} --out-dir {path.parent}"
             )
         else:
-            command = f"python -m benchmark.convergence.train --out-dir {path.parent}"
+            command = f"matteralign train-convergence --out-dir {path.parent}"
         return f"checkpoint {path} not found; train it with: {command}"
 
     def unavailable_reason(self) -> str | None:
         return super().unavailable_reason() or self._missing_weights()
 
     def _load(self) -> None:
-        from benchmark.convergence.model import SchNet, SchNetConfig
+        from benchmark.models.schnet_net import SchNet, SchNetConfig
 
         missing = self._missing_weights()
         if missing:
@@ -117,7 +117,7 @@ class SchNetAdapter(ModelAdapter):
         return f"element(s) Z={unseen} absent from the training set" if unseen else None
 
     def embed(self, samples: Sequence[Sample]) -> EmbedOutput:
-        from benchmark.convergence.model import predict
+        from benchmark.models.schnet_net import predict
 
         self.load()
         energies, features = predict(self.model, samples, batch_size=max(1, len(samples)))

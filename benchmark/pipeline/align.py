@@ -3,20 +3,18 @@
 Every model's kNN graphs are computed once (cached next to its embeddings, keyed by the embedding's cache
 key) and reused by every metric. Alignment uses the platonic-rep preparation (clip + L2 normalise);
 intrinsic dimension uses Euclidean distances on the raw features, as TwoNN is defined. A metric that
-cannot be computed for a model (degenerate embedding, too few points) is recorded as a tag
-`matteralign.metric_error.<name>` with the reason, never logged as a number.
+cannot be computed for a model (degenerate embedding, too few points) is recorded as a metric-error tag
+(benchmark.tracking.schema.metric_tag) with the reason, never logged as a number.
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from benchmark import tracking
 from benchmark.errors import DataError
 from benchmark.knn import cached_knn_graph, prepare_for_alignment
 from benchmark.metrics import (
@@ -30,7 +28,11 @@ from benchmark.metrics import (
     mutual_knn,
     twonn,
 )
-from benchmark.pipeline.reference import ReferenceChoice
+from benchmark.metrics.dcor_alignment import dcor_subsample, distance_correlation
+from benchmark.metrics.pairwise import graph_path
+from benchmark.pipeline import record
+from benchmark.pipeline.executors import Executor
+from benchmark.pipeline.types import ModelTaskResult, ReferenceChoice, RunConfig
 
 MLE_K = 20
 #: IDCor needs n_perm + 3 exact 2-NN searches on concatenated features; above this it uses a declared subsample
@@ -82,7 +84,7 @@ def model_geometry(
     raw = np.asarray(features, dtype=np.float64)
     p = _prepare(raw, err)
     if p is not None:
-        _safe(err, "knn_cosine", lambda: cached_knn_graph(p, k, "cosine", knn_dir / f"{cache_key}-cosine.npz"))
+        _safe(err, "knn_cosine", lambda: cached_knn_graph(p, k, "cosine", graph_path(knn_dir, cache_key)))
     g_euc = _safe(
         err, "knn_euclidean", lambda: cached_knn_graph(raw, k_euc, "euclidean", knn_dir / f"{cache_key}-euclidean.npz")
     )
@@ -110,8 +112,8 @@ def model_alignment(
     p_ref = _prepare(np.asarray(ref_features, dtype=np.float64), {})
     if p is None or p_ref is None:
         return {}, err
-    g = _safe(err, "knn_cosine", lambda: cached_knn_graph(p, k, "cosine", knn_dir / f"{cache_key}-cosine.npz"))
-    g_ref = cached_knn_graph(p_ref, k, "cosine", knn_dir / f"{ref_cache_key}-cosine.npz")
+    g = _safe(err, "knn_cosine", lambda: cached_knn_graph(p, k, "cosine", graph_path(knn_dir, cache_key)))
+    g_ref = cached_knn_graph(p_ref, k, "cosine", graph_path(knn_dir, ref_cache_key))
     if g is None:
         return {}, err
     values = {
@@ -132,42 +134,33 @@ def model_alignment(
     ic = _safe(err, "idcor_to_ref", lambda: idcor(features[sub], ref_features[sub], n_perm=n_perm))
     if ic is not None:
         values["idcor_to_ref"], values["idcor_pvalue"] = ic
+    dsub = dcor_subsample(n)
+    if len(dsub) < n:
+        err["note.dcor_to_ref"] = f"dCor on a seeded subsample of {len(dsub)} of {n} points (cost: O(n^2) memory)"
+    values["dcor_to_ref"] = _safe(err, "dcor_to_ref", lambda: distance_correlation(p[dsub], p_ref[dsub]))
     return {name: float(v) for name, v in values.items() if v is not None and np.isfinite(v)}, err
 
 
-def _local_map(fn: Callable, calls: list[dict], shared: dict) -> list:
-    return [fn(**call, **shared) for call in calls]
-
-
-def align_task(results: list, choice: ReferenceChoice, cfg, root: Path) -> None:
+def align_task(results: list[ModelTaskResult], choice: ReferenceChoice, cfg: RunConfig, root: Path,
+               executor: Executor) -> None:
     """Add geometry and alignment metrics to every ok result of one task and to its MLflow child run.
 
-    Two fan-outs of independent per-model jobs: `model_geometry` for every model, then `model_alignment` of
-    every model to the reference; with `cfg.executor == "ray"` each job is a Ray task (the graphs meet in the
-    shared cache), otherwise they run here in turn. Either way the same functions compute the same numbers.
+    Two fan-outs of independent per-model jobs through the executor: `model_geometry` for every model, then
+    `model_alignment` of every model to the reference (the graphs meet in the shared cache). Either way the
+    same functions compute the same numbers.
     """
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
     ok = [r for r in results if r.status == "ok" and r.features is not None]
     if not ok:
         return
-    if cfg.executor == "ray":
-        from benchmark.executors.ray_executor import map_jobs
-
-        def fan_out(fn: Callable, calls: list[dict], shared: dict) -> list:
-            return map_jobs(fn, calls, shared, cfg, f"[task {ok[0].task}] ray: {fn.__name__}")
-    else:
-        fan_out = _local_map
+    label = f"[task {ok[0].task}] {executor.name}"
     n = len(ok[0].ids)
     k, k_euc, knn_dir = min(cfg.k, n - 1), min(MLE_K, n - 1), root / "knn"
-    errors: dict[str, dict[str, str]] = {}
-    geometry = fan_out(model_geometry, [{"features": r.features, "cache_key": r.cache_key} for r in ok],
-                       {"k": k, "k_euc": k_euc, "knn_dir": knn_dir})
+    geometry = executor.map(model_geometry, [{"features": r.features, "cache_key": r.cache_key} for r in ok],
+                            {"k": k, "k_euc": k_euc, "knn_dir": knn_dir}, f"{label}: model_geometry")
     usable = set()
     for r, (metrics, err) in zip(ok, geometry):
         r.metrics.update(metrics)
-        errors[r.model] = err
+        r.errors = dict(err)
         if "prepare" not in err and "knn_cosine" not in err:
             usable.add(r.model)
 
@@ -176,32 +169,13 @@ def align_task(results: list, choice: ReferenceChoice, cfg, root: Path) -> None:
         todo = [r for r in ok if r.model in usable]
         for r in todo:
             check_paired(r.ids, ref.ids, r.model, ref.model)
-        aligned = fan_out(
+        aligned = executor.map(
             model_alignment, [{"features": r.features, "cache_key": r.cache_key} for r in todo],
             {"ref_features": ref.features, "ref_cache_key": ref.cache_key, "k": k, "knn_dir": knn_dir,
-             "n_boot": cfg.n_boot, "n_perm": cfg.n_perm},
+             "n_boot": cfg.n_boot, "n_perm": cfg.n_perm}, f"{label}: model_alignment",
         )
         for r, (metrics, err) in zip(todo, aligned):
             r.metrics.update(metrics)
-            errors[r.model].update(err)
-
-    client = MlflowClient()
-    T = tracking.TAG
+            r.errors.update(err)
     for r in ok:
-        if r.run_id is None:
-            continue
-        keys = [
-            "intrinsic_dimension", "mle_dimension", "cknna_to_ref", "cknna_to_ref_ci_low", "cknna_to_ref_ci_high",
-            "mutual_knn_to_ref", "cka_to_ref", "info_imbalance_ref_to_model", "info_imbalance_model_to_ref",
-            "idcor_to_ref", "idcor_pvalue",
-        ]
-        now = int(time.time() * 1000)
-        metrics = [Metric(name, r.metrics[name], now, 0) for name in keys if name in r.metrics]
-        if metrics:
-            client.log_batch(r.run_id, metrics=metrics)
-        client.set_tag(r.run_id, f"{T}reference", choice.model or "none")
-        client.set_tag(r.run_id, f"{T}is_reference", str(r.model == choice.model).lower())
-        client.set_tag(r.run_id, f"{T}reference_reason", choice.reason[:4900])
-        for name, msg in errors[r.model].items():
-            prefix = "" if name.startswith(("warning.", "note.")) else "metric_error."
-            client.set_tag(r.run_id, f"{T}{prefix}{name}", msg)
+        record.log_alignment(r, choice)

@@ -8,27 +8,14 @@ model with the best mean energy-MAE rank over the labelled tasks, among the mode
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 
-
-class _Result(Protocol):
-    model: str
-    task: str
-    status: str
-    reason: str
-    metrics: dict[str, float]
+from benchmark.pipeline.types import ModelTaskResult, ReferenceChoice
 
 
-@dataclass(frozen=True)
-class ReferenceChoice:
-    model: str | None
-    reason: str
-
-
-def _mean_mae_rank(results: Sequence[_Result]) -> dict[str, float]:
+def _mean_mae_rank(results: Sequence[ModelTaskResult]) -> dict[str, float]:
     """Mean rank (1 = lowest MAE) of each model's energy MAE over the tasks where it has one."""
     ranks: dict[str, list[int]] = {}
     for task in sorted({r.task for r in results}):
@@ -42,7 +29,7 @@ def _mean_mae_rank(results: Sequence[_Result]) -> dict[str, float]:
     return {m: float(np.mean(v)) for m, v in ranks.items()}
 
 
-def choose_references(specs, results: Sequence[_Result], configured: str, fallback: str) -> dict[str, ReferenceChoice]:
+def choose_references(specs, results: Sequence[ModelTaskResult], configured: str, fallback: str) -> dict[str, ReferenceChoice]:
     """One ReferenceChoice per task name; the reason says what was configured and what happened."""
     ok = {(r.model, r.task): r for r in results if r.status == "ok"}
     status = {(r.model, r.task): r for r in results}
@@ -50,6 +37,10 @@ def choose_references(specs, results: Sequence[_Result], configured: str, fallba
     out: dict[str, ReferenceChoice] = {}
     for spec in specs:
         task = spec.name
+        own = getattr(spec, "reference", None)
+        if own and (own, task) in ok:
+            out[task] = ReferenceChoice(own, f"task reference (reference: in the {task} task YAML)")
+            continue
         if (configured, task) in ok:
             out[task] = ReferenceChoice(configured, "configured reference")
             continue

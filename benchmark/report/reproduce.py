@@ -4,12 +4,11 @@ Runs the default benchmark (cached embeddings are reused), the convergence exper
 computes every pairwise alignment with its permutation null, evaluates claims (a)-(d) with
 `benchmark.report.claims`, and writes REPORT.md and figures/*.png. Every number in the report is either a
 metric of a child run (its run id is on the line) or is logged as a metric of the report's own MLflow run
-(tag `matteralign.kind=report`), whose id is on the line too.
+(a run of kind `report`), whose id is on the line too.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import re
 import shutil
@@ -22,13 +21,15 @@ import numpy as np
 import pandas as pd
 
 from benchmark import __version__, tracking
+from benchmark.embeddings import cache_root
 from benchmark.errors import DataError
-from benchmark.pipeline.run import RunConfig, RunSummary, run_benchmark
+from benchmark.pipeline.run import run_benchmark
+from benchmark.pipeline.types import RunConfig, RunSummary
 from benchmark.registry import load_models, load_tasks, models_by_key
 from benchmark.report import claims as C
 from benchmark.report.null import cosine_graph, permutation_null, pooled_permutation_null
+from benchmark.tracking import schema as S
 
-KIND_REPORT = "report"
 TINY_N_SAMPLES = 100
 METRIC_COLUMNS = (
     "energy_mae", "probe_energy_mae", "cknna_to_ref", "cknna_to_ref_ci_low", "cknna_to_ref_ci_high",
@@ -40,23 +41,6 @@ PAIR_COLUMNS = [
     "task", "model_a", "model_b", "run_a", "run_b", "group_a", "group_b", "cknna", "mutual_knn", "null_mean",
     "null_std", "z", "p_value", "mknn_z", "mknn_p",
 ]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--size", choices=["default", "tiny"], default="default",
-                   help="default: every task at its size and the full convergence grid; tiny: a smoke test")
-    p.add_argument("--out", type=Path, default=Path("report"), help="folder for REPORT.md and figures/")
-    p.add_argument("--skip-convergence", action="store_true", help="do not train the convergence family")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    p.add_argument("--experiment", help="MLflow experiment (default: $MATTERALIGN_EXPERIMENT or 'matteralign')")
-    p.add_argument("--models-file", type=Path, help="models registry (default: models.yaml)")
-    p.add_argument("--tasks-dir", type=Path, help="task YAML folder (default: tasks/)")
-    p.add_argument("--cache-dir", type=Path, help="embedding cache (default: $MATTERALIGN_CACHE or ~/.cache/matteralign)")
-    p.add_argument("--k", type=int, default=10, help="neighbours for CKNNA / mutual-kNN (default 10)")
-    p.add_argument("--n-perm", type=int, default=50, help="row permutations per alignment null (default 50)")
-    p.add_argument("--seed", type=int, default=0, help="seed of permutations, bootstraps and training")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads for the convergence training (default 1: far faster on shared cores)")
 
 
 def _say(msg: str) -> None:
@@ -84,15 +68,17 @@ def results_frame(summary: RunSummary, entries: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pair_frame(summary: RunSummary, entries: dict, k: int, n_perm: int, seed: int) -> tuple[pd.DataFrame, dict]:
-    """Every model pair per task: CKNNA, mutual-kNN and their row-permutation nulls; also the graphs."""
+def pair_frame(summary: RunSummary, entries: dict, k: int, n_perm: int, seed: int,
+               knn_dir: Path | None = None) -> tuple[pd.DataFrame, dict]:
+    """Every model pair per task: CKNNA, mutual-kNN and their row-permutation nulls; also the graphs (the
+    run's cached alignment graphs when knn_dir is its kNN cache)."""
     rows, graphs = [], {}
     for task in sorted({r.task for r in summary.results}):
         ok = sorted((r for r in summary.results if r.task == task and r.status == "ok" and r.features is not None),
                     key=lambda r: r.model)
         for r in ok:
             try:
-                graphs[(task, r.model)] = cosine_graph(r.features, min(k, len(r.ids) - 1))
+                graphs[(task, r.model)] = cosine_graph(r.features, min(k, len(r.ids) - 1), knn_dir, r.cache_key)
             except DataError as exc:
                 _say(f"{r.model}/{task}: no alignment graph ({exc})")
         ok = [r for r in ok if (task, r.model) in graphs]
@@ -128,11 +114,9 @@ def string_3d_null(pairs: pd.DataFrame, graphs: dict, n_perm: int, seed: int) ->
 
 
 def _plt():
-    import matplotlib
+    from benchmark.leaderboard.figures import plain_text, plt  # Agg backend
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plain_text()  # names are never parsed as mathtext
     return plt
 
 
@@ -295,6 +279,29 @@ def claim_section(claim: dict[str, Any], cite: str) -> list[str]:
     return lines
 
 
+_ABS_PATH = re.compile(r"(?<![\w/.])/(?:[\w.+\-]+/)*[\w.+\-]+")
+PRODUCED_ELSEWHERE = (
+    "This report was produced on another machine: the run ids below live in the tracking store that "
+    "`matteralign reproduce` wrote there (not in this repository), and paths are relative to this folder "
+    "or shortened to `.../name`. Rerun `matteralign reproduce` to get a store whose runs you can open."
+)
+
+
+def portable(text: str, out_dir: Path) -> str:
+    """`text` with every absolute path made relative to the report folder, or shortened to `.../name` when it
+    lies outside it, so a committed report names nothing of the machine that produced it."""
+    base = Path(out_dir).resolve()
+
+    def fix(m: re.Match) -> str:
+        p = Path(m.group(0))
+        try:
+            return str(p.resolve().relative_to(base)) or "."
+        except ValueError:
+            return f".../{p.name}"
+
+    return _ABS_PATH.sub(fix, text.replace("sqlite:///", "sqlite:"))
+
+
 def write_report(ctx: dict[str, Any], path: Path) -> Path:
     """REPORT.md from the evaluated claims and frames in `ctx` (see `main`)."""
     rid, bid = ctx["report_run_id"], ctx["benchmark_run_id"]
@@ -305,7 +312,7 @@ def write_report(ctx: dict[str, Any], path: Path) -> Path:
         "# matteralign reproduce: the paper's claims on this benchmark", "",
         f"Generated {ctx['date']} by `matteralign reproduce --size {ctx['size']}`. Tracking store `{ctx['uri']}`, "
         f"experiment `{ctx['experiment']}`; benchmark version `{__version__}` and git `{ctx['git_sha'][:12]}` are tags "
-        f"of the report run `{rid}`.", "",
+        f"of the report run `{rid}`.", "", PRODUCED_ELSEWHERE, "",
         f"- Report run (every statistic below is one of its metrics): `{rid}`",
         f"- Benchmark parent run (default models x tasks): `{bid}`",
     ]
@@ -359,7 +366,7 @@ def write_report(ctx: dict[str, Any], path: Path) -> Path:
     L += null_section(ctx, cite)
     L += method_notes(rid)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(L) + "\n")
+    path.write_text(portable("\n".join(L) + "\n", path.parent))
     return path
 
 
@@ -423,7 +430,8 @@ def _n_samples(size: str, tasks_dir: Path | None) -> dict[str, int] | None:
     return {name: min(spec.n_samples, TINY_N_SAMPLES) for name, spec in load_tasks(tasks_dir).items()}
 
 
-def main(args: argparse.Namespace) -> int:
+def reproduce(args: Any) -> int:
+    """Everything `matteralign reproduce` does; `args` carries the options of benchmark.cli.reproduce."""
     import mlflow
 
     start = time.perf_counter()
@@ -439,7 +447,8 @@ def main(args: argparse.Namespace) -> int:
     entries = models_by_key(load_models(args.models_file))
     results = results_frame(bench, entries)
     _say("pairwise alignment and permutation nulls")
-    pairs, graphs = pair_frame(bench, entries, args.k, args.n_perm, args.seed)
+    pairs, graphs = pair_frame(bench, entries, args.k, args.n_perm, args.seed,
+                               knn_dir=(args.cache_dir or cache_root()) / "knn")
     s3 = string_3d_null(pairs, graphs, args.n_perm, args.seed)
     conv = None
     if not args.skip_convergence:
@@ -472,12 +481,11 @@ def main(args: argparse.Namespace) -> int:
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(experiment_id=tracking.get_or_create_experiment(experiment),
                           run_name=f"reproduce-{args.size}") as run:
-        mlflow.set_tags({f"{tracking.TAG}kind": KIND_REPORT, f"{tracking.TAG}benchmark_version": __version__,
-                         f"{tracking.TAG}git_sha": tracking.git_sha(),
-                         f"{tracking.TAG}source.benchmark": bench.parent_run_id,
-                         f"{tracking.TAG}source.convergence": conv.summary.parent_run_id if conv else "skipped"})
+        mlflow.set_tags({S.KIND: S.Kind.REPORT, S.BENCHMARK_VERSION: __version__, S.GIT_SHA: tracking.git_sha(),
+                         S.tag(f"{S.SOURCE}.benchmark"): bench.parent_run_id,
+                         S.tag(f"{S.SOURCE}.convergence"): conv.summary.parent_run_id if conv else "skipped"})
         for c in claims:
-            mlflow.set_tag(f"{tracking.TAG}verdict.{c['id']}", c["verdict"])
+            mlflow.set_tag(S.tag(f"{S.VERDICT}.{c['id']}"), c["verdict"])
         mlflow.log_params({"size": args.size, "k": args.k, "n_perm": args.n_perm, "seed": args.seed,
                            "skip_convergence": args.skip_convergence, "alpha": C.ALPHA,
                            "max_relative_iqr": C.MAX_RELATIVE_IQR, "collapse_share": round(C.COLLAPSE_SHARE, 4),

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.embeddings.cache import atomic_save_json, cache_root
 from benchmark.errors import ConfigError
 from benchmark.structures import Sample
+from benchmark.tasks.common import Loaded, Screen, cached_json
 
 DEFAULT_ELEMENTS = ["H", "C", "N", "O", "S", "F", "Cl"]
 
@@ -29,11 +29,15 @@ def nci_path() -> Path:
     return path
 
 
-def candidates(min_heavy: int, max_heavy: int, elements: list[str]) -> list[tuple[str, str]]:
-    """(id, canonical SMILES) of neutral, single-fragment molecules within the size and element limits."""
+def candidates(
+    min_heavy: int, max_heavy: int, elements: list[str], screen: Screen | None = None
+) -> list[tuple[str, str]]:
+    """(id, canonical SMILES) of neutral, single-fragment molecules within the size and element limits;
+    `screen` counts the molecules left out, by reason."""
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
+    screen = screen if screen is not None else Screen()
     allowed = set(elements)
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -42,17 +46,20 @@ def candidates(min_heavy: int, max_heavy: int, elements: list[str]) -> list[tupl
         if len(parts) < 2:
             continue
         mol = Chem.MolFromSmiles(parts[0])
-        if mol is None or len(Chem.GetMolFrags(mol)) != 1:
+        if not screen.keep("RDKit cannot parse the SMILES" if mol is None else None):
             continue
-        if any(a.GetFormalCharge() != 0 for a in mol.GetAtoms()):
+        if not screen.keep("more than one fragment" if len(Chem.GetMolFrags(mol)) != 1 else None):
+            continue
+        if not screen.keep("charged atoms" if any(a.GetFormalCharge() != 0 for a in mol.GetAtoms()) else None):
             continue
         if not min_heavy <= mol.GetNumHeavyAtoms() <= max_heavy:
             continue
         mol_h = Chem.AddHs(mol)
-        if any(a.GetSymbol() not in allowed for a in mol_h.GetAtoms()):
+        if not screen.keep(f"element outside {sorted(allowed)}"
+                           if any(a.GetSymbol() not in allowed for a in mol_h.GetAtoms()) else None):
             continue
         smi = Chem.MolToSmiles(mol)
-        if smi in seen:
+        if not screen.keep("duplicate SMILES" if smi in seen else None):
             continue
         seen.add(smi)
         out.append((f"nci-{int(parts[1]):05d}", smi))
@@ -82,19 +89,19 @@ def load(
     min_heavy: int = 10,
     max_heavy: int = 30,
     elements: list[str] | None = None,
-) -> list[Sample]:
+) -> Loaded:
     """A seeded selection of n_samples molecules that embed in 3D, in NCI order."""
     from rdkit import rdBase
 
     elements = elements or DEFAULT_ELEMENTS
-    pool = candidates(min_heavy, max_heavy, elements)
+    screen = Screen()
+    pool = candidates(min_heavy, max_heavy, elements, screen)
     if n_samples > len(pool):
         raise ConfigError(f"task nci_large: n_samples={n_samples} exceeds the {len(pool)} molecules that qualify")
     tag = json.dumps([n_samples, seed, min_heavy, max_heavy, sorted(elements), rdBase.rdkitVersion])
-    path = cache_root() / "data" / f"nci_large-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.json"
-    if path.is_file():
-        records = json.loads(path.read_text())
-    else:
+    name = f"nci_large-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.json"
+
+    def build() -> list[dict]:
         order = np.random.default_rng(seed).permutation(len(pool))
         records = []
         for i in order:
@@ -104,9 +111,10 @@ def load(
                 records.append({"id": mol_id, "smiles": smi, "numbers": geo[0], "positions": geo[1]})
             if len(records) == n_samples:
                 break
-        records.sort(key=lambda r: r["id"])
-        atomic_save_json(path, records)
-    return [
+        return sorted(records, key=lambda r: r["id"])
+
+    records = cached_json(name, build)
+    samples = [
         Sample(
             id=r["id"],
             numbers=np.asarray(r["numbers"], dtype=np.int64),
@@ -116,3 +124,4 @@ def load(
         )
         for r in records
     ]
+    return Loaded(samples, screen.as_dict())

@@ -14,6 +14,7 @@ import numpy as np
 
 from benchmark.errors import ConfigError
 from benchmark.structures import HARTREE_TO_EV, Sample
+from benchmark.tasks.common import Loaded
 
 SYMBOLS = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
 COLUMNS = ["Index", "SMILES", "Elements", "XYZ_Ang", "InternalEnergy_0K_au"]
@@ -48,12 +49,13 @@ def row_to_sample(row) -> Sample:
     )
 
 
-def load(n_samples: int, seed: int, parts: list[int] | None = None, elements: list[str] | None = None) -> list[Sample]:
+def load(n_samples: int, seed: int, parts: list[int] | None = None, elements: list[str] | None = None) -> Loaded:
     """A seeded subset of QM9 (uniform without replacement), sorted by QM9 index.
 
     `elements` keeps only molecules made of those elements (e.g. H, C, N, O so that ANI-1x can embed all).
     """
     frame = load_frame(tuple(parts or (1, 2, 3)))
+    excluded: dict[str, int] = {}
     if elements is not None:
         unknown = sorted(set(elements) - set(SYMBOLS))
         if unknown:
@@ -61,8 +63,10 @@ def load(n_samples: int, seed: int, parts: list[int] | None = None, elements: li
         banned = [e for e in SYMBOLS if e not in elements]
         keep = ~frame.Elements.apply(lambda text: any(f"'{e}'" in text for e in banned))
         frame = frame[keep.to_numpy()].reset_index(drop=True)
+        if int((~keep).sum()):
+            excluded[f"element outside {sorted(elements)}"] = int((~keep).sum())
     if n_samples > len(frame):
         raise ConfigError(f"task qm9: n_samples={n_samples} exceeds the {len(frame)} molecules available")
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(frame), size=n_samples, replace=False))
-    return [row_to_sample(r) for r in frame.iloc[chosen].itertuples(index=False)]
+    return Loaded([row_to_sample(r) for r in frame.iloc[chosen].itertuples(index=False)], excluded)

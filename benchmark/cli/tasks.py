@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
+from benchmark.cli.options import add_tasks_dir
 from benchmark.registry.loader import load_tasks
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tasks-dir", type=Path, help="task YAML folder (default: tasks/)")
+    add_tasks_dir(p)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
-"""`matteralign` / `python -m benchmark`: one subcommand per workflow.
+"""`matteralign` / `python -m benchmark`: the command wing, one module per subcommand.
 
-Each subcommand lives in its own module exposing `add_arguments(parser)` and `main(args) -> int`; the
-module is imported only when its command runs, so `--help` needs no model or plotting package.
+Each command module in this package exposes `add_arguments(parser)` and `main(args) -> int` and is imported
+only when its command runs, so `--help` needs no model or plotting package. Shared options live in
+`benchmark.cli.options`. Nothing outside this package imports it.
 """
 
 from __future__ import annotations
@@ -11,18 +12,19 @@ import importlib
 import sys
 
 from benchmark import __version__
+from benchmark.cli.options import quiet_third_party
 from benchmark.errors import MatteralignError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("benchmark.pipeline.cli", "embed every (model, task), compute metrics, log MLflow runs, write the leaderboard"),
-    "models": ("benchmark.registry.cli", "list models.yaml entries and whether each can run here (and why not)"),
-    "tasks": ("benchmark.registry.tasks_cli", "list the tasks and their roles"),
-    "leaderboard": ("benchmark.leaderboard.cli", "read runs back from MLflow and write leaderboard/ (md, csv, json, html)"),
-    "compare": ("benchmark.leaderboard.compare_cmd", "all pairwise alignment matrices for one task, logged to MLflow"),
-    "check": ("benchmark.gate", "release gate: candidate vs baseline model version; exit 0 pass, 1 regression, 2 cannot compare"),
-    "submit": ("benchmark.submit", "validate a new models.yaml entry, run it on every task, regenerate the leaderboard"),
-    "reproduce": ("benchmark.report.reproduce", "reproduce the paper's findings and write the report"),
-    "train-convergence": ("benchmark.convergence.cli", "train the small-MLIP family of the convergence experiment"),
+    "run": ("benchmark.cli.run", "embed every (model, task), compute metrics, log MLflow runs, write the leaderboard"),
+    "models": ("benchmark.cli.models", "list models.yaml entries and whether each can run here (and why not)"),
+    "tasks": ("benchmark.cli.tasks", "list the tasks and their roles"),
+    "leaderboard": ("benchmark.cli.leaderboard", "read runs back from MLflow and write leaderboard/ (md, csv, json, html)"),
+    "compare": ("benchmark.cli.compare", "all pairwise alignment matrices for one task, logged to MLflow"),
+    "check": ("benchmark.cli.check", "release gate: candidate vs baseline model version; exit 0 pass, 1 regression, 2 cannot compare"),
+    "submit": ("benchmark.cli.submit", "validate a new models.yaml entry, run it on every task, regenerate the leaderboard"),
+    "reproduce": ("benchmark.cli.reproduce", "reproduce the paper's findings and write the report"),
+    "train-convergence": ("benchmark.cli.train_convergence", "train the small-MLIP family of the convergence experiment"),
 }
 
 
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_module", None):
         parser.print_help()
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    quiet_third_party()
     module = importlib.import_module(args._module)
     sub = argparse.ArgumentParser(prog=f"matteralign {args.command}", description=COMMANDS[args.command][1])
     module.add_arguments(sub)

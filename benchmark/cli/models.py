@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from benchmark.cli.options import add_models_file
 from benchmark.errors import ConfigError
-from benchmark.registry.loader import import_object, load_models
+from benchmark.models import build_adapter
+from benchmark.registry.loader import load_models
 
 
 def availability(entry) -> tuple[bool, str]:
-    """(runnable, reason) without loading any weights."""
+    """(runnable, reason) without loading any weights; an isolated entry gets the run's own message."""
     try:
-        cls = import_object(entry.adapter, f"model {entry.key!r}: adapter")
+        adapter = build_adapter(entry)
     except ConfigError as exc:
         return False, str(exc)
-    reason = cls(entry).unavailable_reason()
+    if entry.environment == "isolated":
+        from benchmark.embeddings import cache_root
+        from benchmark.embeddings.isolated import env_dir, env_ready
+        from benchmark.pipeline.embed import isolated_missing_message
+
+        if not env_ready(entry.requirements, root=cache_root()):
+            return False, isolated_missing_message(entry, adapter, env_dir(entry.requirements, root=cache_root()))
+        return True, "ready (isolated environment built)"
+    reason = adapter.unavailable_reason()
     return reason is None, reason or "ready"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models-file", type=Path, help="models registry (default: models.yaml)")
+    add_models_file(p)
     p.add_argument("--runnable", action="store_true", help="only the models that can run here")
 
 

@@ -1,4 +1,4 @@
-"""`matteralign submit <model-key>`: validate a new models.yaml entry, run it on every task, regenerate the board.
+"""What `matteralign submit <model-key>` does: validate a new models.yaml entry, run it on every task, regenerate the board.
 
 Validation is strict: the whole models.yaml passes the schema (unknown keys rejected), the key exists and
 its adapter imports and is a `ModelAdapter`; otherwise a ConfigError says what to fix (exit 2). The run
@@ -10,34 +10,22 @@ are compared with the previous run of that identity and any difference is report
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from benchmark.errors import ConfigError, MatteralignError
-from benchmark.registry import import_object, load_models, models_by_key
+from benchmark.models import adapter_class
+from benchmark.registry import load_models, models_by_key
 from benchmark.registry.schema import ModelEntry
 
 REPRO_RTOL = 1e-6
 NOT_COMPARED = {"extract_seconds"}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_key", help="key of the models.yaml entry to submit")
-    parser.add_argument("--models-file", type=Path, default=None, help="models registry (default: models.yaml)")
-    parser.add_argument("--n-samples", action="append", metavar="N|TASK=N", help="sample size (default: the task's)")
-    parser.add_argument("--tasks-dir", type=Path, default=None, help="task YAML folder (default: tasks/)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite)")
-    parser.add_argument("--experiment", default=None, help="MLflow experiment (default $MATTERALIGN_EXPERIMENT)")
-    parser.add_argument("--out", type=Path, default=Path("leaderboard"), help="leaderboard directory")
-
-
 def validate(model_key: str, models_file: Path | None) -> tuple[ModelEntry, str, list[str]]:
     """The submitted entry, the reference key and all registry keys; ConfigError when anything is off."""
-    from benchmark.models.base import ModelAdapter
-
     models = load_models(models_file)
     registry = models_by_key(models)
     source = str(models_file or "models.yaml")
@@ -47,12 +35,7 @@ def validate(model_key: str, models_file: Path | None) -> tuple[ModelEntry, str,
             f"known keys: {', '.join(sorted(registry))}."
         )
     entry = registry[model_key]
-    adapter = import_object(entry.adapter, f"model {model_key!r} adapter")
-    if not (isinstance(adapter, type) and issubclass(adapter, ModelAdapter)):
-        raise ConfigError(
-            f"model {model_key!r}: adapter {entry.adapter!r} is not a subclass of "
-            "benchmark.models.base.ModelAdapter. Point `adapter` at an adapter class (see benchmark/models/)."
-        )
+    adapter_class(entry)
     return entry, models.reference.model, list(registry)
 
 
@@ -96,30 +79,3 @@ def reproducibility(before: pd.DataFrame, after: pd.DataFrame, model: str, new_r
         lines.append(f"  {r['task']}: " + (f"DIFFERS from run {p['run_id']}: {'; '.join(diffs)}" if diffs
                                            else f"identical to run {p['run_id']}"))
     return lines
-
-
-def main(args: argparse.Namespace) -> int:
-    from benchmark.leaderboard.collect import load_child_runs
-    from benchmark.pipeline.cli import parse_n_samples
-    from benchmark.pipeline.run import RunConfig, run_benchmark
-
-    entry, reference, known = validate(args.model_key, args.models_file)
-    on_board, before = board_models(args.tracking_uri, args.experiment)
-    models = run_list(entry, reference, on_board, known)
-    print(f"submit {entry.key}: running {', '.join(models)} on every task")
-    summary = run_benchmark(RunConfig(
-        models=models, tasks=None, n_samples=parse_n_samples(args.n_samples), tracking_uri=args.tracking_uri,
-        experiment=args.experiment, models_file=args.models_file, tasks_dir=args.tasks_dir,
-        leaderboard_dir=args.out, progress=True,
-    ))
-    mine = [r for r in summary.results if r.model == entry.key]
-    for r in mine:
-        print(f"  {r.task}: {r.status}" + (f" ({r.reason})" if r.reason else ""))
-    if not any(r.status == "ok" for r in mine):
-        print(f"submit {entry.key}: no task ran; fix the reasons above and resubmit.")
-        return 1
-    after = load_child_runs(args.tracking_uri, args.experiment)
-    print("reproducibility against earlier runs of the same checkpoint:")
-    print("\n".join(reproducibility(before, after, entry.key, {r.run_id for r in mine if r.run_id})))
-    print(f"leaderboard regenerated under {args.out}/ (parent run {summary.parent_run_id})")
-    return 0

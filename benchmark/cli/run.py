@@ -5,51 +5,33 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.errors import ConfigError
-from benchmark.pipeline.run import RunConfig, run_benchmark
-
-
-def _csv(value: str) -> list[str] | None:
-    """Comma-separated names; an empty string (an MLproject default) means 'the default'."""
-    return [v.strip() for v in value.split(",") if v.strip()] or None
-
-
-def parse_n_samples(values: list[str] | None) -> int | dict[str, int] | None:
-    """`--n-samples 500` for every task, or `--n-samples qm9=10000 --n-samples crystals=100` per task."""
-    values = [v for v in values or [] if v.strip()]
-    if not values:
-        return None
-    out: dict[str, int] = {}
-    for v in values:
-        task, sep, num = v.rpartition("=")
-        try:
-            n = int(num)
-        except ValueError:
-            raise ConfigError(f"--n-samples {v!r}: expected an integer or TASK=INTEGER") from None
-        if n < 3:
-            raise ConfigError(f"--n-samples {v!r}: at least 3 structures are needed")
-        if not sep:
-            if len(values) > 1:
-                raise ConfigError("--n-samples: give one integer for all tasks, or TASK=N pairs, not both")
-            return n
-        out[task] = n
-    return out
+from benchmark.cli.options import (
+    add_cache_dir,
+    add_k,
+    add_models_file,
+    add_n_samples,
+    add_store_options,
+    add_tasks_dir,
+    csv_list,
+    parse_n_samples,
+)
+from benchmark.pipeline.run import run_benchmark
+from benchmark.pipeline.types import RunConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", type=_csv, help="comma-separated model keys (default: entries with default: true)")
-    p.add_argument("--tasks", type=_csv, help="comma-separated task names (default: every tasks/*.yaml)")
-    p.add_argument("--n-samples", action="append", metavar="N|TASK=N", help="sample size (default: the task's)")
+    p.add_argument("--models", type=csv_list, help="comma-separated model keys (default: entries with default: true)")
+    p.add_argument("--tasks", type=csv_list, help="comma-separated task names (default: every tasks/*.yaml)")
+    add_n_samples(p)
     p.add_argument("--seed", type=int, help="sampling seed for every task (default: the task's)")
-    p.add_argument("--k", type=int, default=10, help="neighbours for CKNNA / mutual-kNN (default 10)")
+    add_k(p)
     p.add_argument("--reference", help="reference model key (default: models.yaml reference.model)")
     p.add_argument("--n-boot", type=int, default=200, help="resamples for the alignment confidence intervals")
     p.add_argument("--n-perm", type=int, default=20, help="permutations for the IDCor p-value")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    p.add_argument("--experiment", help="MLflow experiment (default: $MATTERALIGN_EXPERIMENT or 'matteralign')")
-    p.add_argument("--models-file", type=Path, help="models registry (default: models.yaml)")
-    p.add_argument("--tasks-dir", type=Path, help="task YAML folder (default: tasks/)")
-    p.add_argument("--cache-dir", type=Path, help="embedding cache (default: $MATTERALIGN_CACHE or ~/.cache/matteralign)")
+    add_store_options(p)
+    add_models_file(p)
+    add_tasks_dir(p)
+    add_cache_dir(p)
     p.add_argument("--leaderboard-dir", type=Path, default=Path("leaderboard"), help="where the leaderboard is written")
     p.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

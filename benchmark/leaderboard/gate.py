@@ -1,6 +1,6 @@
-"""`matteralign check`: release gate comparing a candidate model version with a baseline version.
+"""The release gate behind `matteralign check`: comparing a candidate model version with a baseline version.
 
-Both sides are read from MLflow child runs (`matteralign.model` + param `model_version`, newest finished
+Both sides are read from MLflow child runs (tag `model` + param `model_version`, newest finished
 ok run per task). They are compared only on the same tasks, the same task version, the same reference and
 the same sample ids (param `ids_digest`); anything else cannot be compared (exit 2).
 
@@ -23,7 +23,6 @@ the CI bound) validated on the candidate alone. A regression is the AND of two f
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from dataclasses import dataclass
@@ -31,17 +30,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from benchmark.errors import ConfigError, DataError
-from benchmark.leaderboard.collect import load_child_runs, sort_newest_first
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--candidate", required=True, help="MODEL@VERSION, VERSION = param model_version")
-    parser.add_argument("--baseline", required=True, help="MODEL@VERSION to compare against")
-    parser.add_argument("--metric", default="cknna_to_ref", help="metric from benchmark.metrics.METRICS")
-    parser.add_argument("--max-drop", type=float, default=0.02, help="tolerated worsening (absolute, default 0.02)")
-    parser.add_argument("--tasks", nargs="+", default=None, help="tasks to compare (default: the baseline's)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite)")
-    parser.add_argument("--experiment", default=None, help="MLflow experiment (default $MATTERALIGN_EXPERIMENT)")
+from benchmark.leaderboard.collect import sort_newest_first
+from benchmark.tracking import schema as S
 
 
 def parse_spec(spec: str, what: str) -> tuple[str, str]:
@@ -115,7 +105,7 @@ def judge(task: str, metric: str, base: pd.Series, cand: pd.Series, max_drop: fl
     return TaskVerdict(task, b, c, lo, hi, outside, beyond)
 
 
-def compare(frame: pd.DataFrame, candidate: str, baseline: str, metric: str, max_drop: float,
+def compare_versions(frame: pd.DataFrame, candidate: str, baseline: str, metric: str, max_drop: float,
             tasks: list[str] | None) -> list[TaskVerdict]:
     """Verdicts per task; raises MatteralignError (exit 2) whenever the two cannot be compared fairly."""
     from benchmark.leaderboard.table import higher_is_better
@@ -131,7 +121,7 @@ def compare(frame: pd.DataFrame, candidate: str, baseline: str, metric: str, max
     cruns, bruns = _runs(frame, cm, cv), _runs(frame, bm, bv)
     for spec, runs in ((candidate, cruns), (baseline, bruns)):
         if runs.empty:
-            raise DataError(f"no finished ok run of {spec} (tag matteralign.model + param model_version) in the "
+            raise DataError(f"no finished ok run of {spec} (tag {S.MODEL} + param model_version) in the "
                             "experiment. Run `matteralign run --models <key>` for that version first.")
     tasks = sorted(tasks or bruns.index)
     missing = [f"{spec} on {t}" for t in tasks for spec, runs in ((candidate, cruns), (baseline, bruns))
@@ -166,18 +156,3 @@ def format_table(verdicts: list[TaskVerdict], metric: str, higher: bool) -> str:
         lines.append(f"{v.task:<14} {f(v.baseline):>9} {f(v.candidate):>9} {v.candidate - v.baseline:>+8.4f} "
                      f"{ci:>17}  {v.verdict}")
     return "\n".join(lines)
-
-
-def main(args: argparse.Namespace) -> int:
-    from benchmark.leaderboard.table import higher_is_better
-
-    frame = load_child_runs(args.tracking_uri, args.experiment)
-    verdicts = compare(frame, args.candidate, args.baseline, args.metric, args.max_drop, args.tasks)
-    print(f"check {args.candidate} against {args.baseline} (max drop {args.max_drop})")
-    print(format_table(verdicts, args.metric, higher_is_better(args.metric)))
-    bad = [v.task for v in verdicts if v.regression]
-    if bad:
-        print(f"FAIL: {args.candidate} regresses on {', '.join(bad)} beyond the tolerance and the noise.")
-        return 1
-    print(f"PASS: no regression of {args.candidate} beyond the tolerance and the noise.")
-    return 0

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from benchmark.cli.options import add_store_options
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("leaderboard"), help="output directory (default leaderboard)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite)")
-    parser.add_argument("--experiment", default=None, help="MLflow experiment (default $MATTERALIGN_EXPERIMENT)")
+    add_store_options(parser)
     parser.add_argument("--no-log", action="store_true", help="do not log the figures to an MLflow leaderboard run")
 
 

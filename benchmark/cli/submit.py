@@ -1,0 +1,45 @@
+"""`matteralign submit <model-key>`: validate a new models.yaml entry, run it on every task, regenerate the board."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from benchmark.cli.options import add_store_options, parse_n_samples
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_key", help="key of the models.yaml entry to submit")
+    parser.add_argument("--models-file", type=Path, default=None, help="models registry (default: models.yaml)")
+    parser.add_argument("--n-samples", action="append", metavar="N|TASK=N", help="sample size (default: the task's)")
+    parser.add_argument("--tasks-dir", type=Path, default=None, help="task YAML folder (default: tasks/)")
+    add_store_options(parser)
+    parser.add_argument("--out", type=Path, default=Path("leaderboard"), help="leaderboard directory")
+
+
+def main(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard.collect import load_child_runs
+    from benchmark.pipeline.run import run_benchmark
+    from benchmark.pipeline.submit import board_models, reproducibility, run_list, validate
+    from benchmark.pipeline.types import RunConfig
+
+    entry, reference, known = validate(args.model_key, args.models_file)
+    on_board, before = board_models(args.tracking_uri, args.experiment)
+    models = run_list(entry, reference, on_board, known)
+    print(f"submit {entry.key}: running {', '.join(models)} on every task")
+    summary = run_benchmark(RunConfig(
+        models=models, tasks=None, n_samples=parse_n_samples(args.n_samples), tracking_uri=args.tracking_uri,
+        experiment=args.experiment, models_file=args.models_file, tasks_dir=args.tasks_dir,
+        leaderboard_dir=args.out, progress=True,
+    ))
+    mine = [r for r in summary.results if r.model == entry.key]
+    for r in mine:
+        print(f"  {r.task}: {r.status}" + (f" ({r.reason})" if r.reason else ""))
+    if not any(r.status == "ok" for r in mine):
+        print(f"submit {entry.key}: no task ran; fix the reasons above and resubmit.")
+        return 1
+    after = load_child_runs(args.tracking_uri, args.experiment)
+    print("reproducibility against earlier runs of the same checkpoint:")
+    print("\n".join(reproducibility(before, after, entry.key, {r.run_id for r in mine if r.run_id})))
+    print(f"leaderboard regenerated under {args.out}/ (parent run {summary.parent_run_id})")
+    return 0

@@ -1,0 +1,85 @@
+"""annalog: a SMILES-to-SMILES transformer (analogue generator); checkpoint and vocabulary ship in its wheel.
+
+Only the encoder is run (3 layers, 256 channels, 8 heads): its output per SMILES token, averaged over the
+non-padding tokens (start and end tokens included, as the decoder attends to them), is the molecule's vector.
+The encoder's positional table has 102 entries, so SMILES of more than 100 tokens are skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from benchmark.errors import ModelUnavailable
+from benchmark.models.base import EmbedOutput, ModelAdapter
+from benchmark.structures import Sample
+
+CHECKPOINT = "Lev_extended.pt"
+VOCAB = "stereo_experiment_vocab_ttf.pkl"
+MAX_LENGTH = 102
+
+
+class AnnalogAdapter(ModelAdapter):
+    """Mean over tokens of annalog's transformer-encoder output (256)."""
+
+    modality = "smiles"
+    packages = ("annalog", "torch")
+    feature_source = (
+        "output of the encoder (annalog.model_files.seq2seq_attention.Encoder, after its 3rd layer's final "
+        "LayerNorm) of the Seq2Seq model built by annalog.model_handler.SMILESModelHandler, mean over the "
+        "non-padding tokens of the SMILES (the memory the decoder attends to)"
+    )
+
+    def resources(self) -> Path:
+        spec = importlib.util.find_spec("annalog")
+        if spec is None or spec.origin is None:
+            raise ModelUnavailable("package annalog is not installed; install with: pip install annalog==1.0.6")
+        return Path(spec.origin).parent / "ckpt_and_vocab"
+
+    def weights_path(self) -> Path:
+        path = self.resources() / CHECKPOINT
+        if not path.is_file() or not (self.resources() / VOCAB).is_file():
+            raise ModelUnavailable(f"{path.parent} lacks {CHECKPOINT} or {VOCAB}: reinstall annalog==1.0.6")
+        return path
+
+    def _load(self) -> None:
+        import contextlib
+        import io
+
+        import torch
+        from annalog.model_handler import SMILESModelHandler
+
+        vocab = str(self.resources() / VOCAB)
+        with contextlib.redirect_stdout(io.StringIO()):
+            handler = SMILESModelHandler(vocab, vocab, str(self.weights_path()), device="cpu", max_length=MAX_LENGTH)
+        self.field, _, self.model, _, _ = handler.get_model_and_fields()
+        self.model.eval()
+        self.pad = self.field.vocab.stoi["<pad>"]
+        self.dim = int(self.model.encoder.tok_embedding.embedding_dim)
+        self._torch = torch
+
+    def unsupported(self, sample: Sample) -> str | None:
+        reason = super().unsupported(sample)
+        if reason:
+            return reason
+        self.load()
+        n = len(self.field.preprocess(sample.smiles)) + 2
+        if n > MAX_LENGTH:
+            return f"SMILES has {n - 2} tokens; annalog's encoder reads at most {MAX_LENGTH - 2}"
+        return None
+
+    def embed(self, samples: Sequence[Sample]) -> EmbedOutput:
+        self.load()
+        torch = self._torch
+        if not samples:
+            return EmbedOutput(features=np.zeros((0, self.dim)))
+        src = self.field.process([self.field.preprocess(s.smiles or "") for s in samples])
+        with torch.no_grad():
+            mask = self.model.make_src_mask(src)
+            hidden = self.model.encoder(src, mask)
+        keep = (src != self.pad).unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
+        return EmbedOutput(features=pooled.cpu().numpy().astype(np.float64))

@@ -1,0 +1,97 @@
+"""The paper's "Randomized" control: a pretrained architecture with seeded random weights.
+
+`randomize_parameters` re-draws every parameter of a built model: modules with their own
+`reset_parameters()` (torch Linear, LayerNorm, Embedding, ...) use it; the remaining parameters (e3nn
+linear / tensor-product weights, which e3nn draws from N(0, 1) and normalises in the forward pass) are
+drawn from N(0, 1). Buffers (normalisation constants, type maps) are kept, so graph construction and input
+handling are exactly those of the pretrained model. The subclasses below add `options.random_init: true`
+(and `options.seed`, default 0) to the SevenNet and CHGNet adapters; their checkpoint digest covers the seed,
+so a random copy never shares a cache entry with its pretrained model. Random copies report no energies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from benchmark.models.base import EmbedOutput
+from benchmark.models.chgnet_adapter import CHGNetAdapter
+from benchmark.models.sevenn_adapter import SevenNetAdapter
+
+
+def randomize_parameters(model, seed: int) -> None:
+    """Re-initialise every parameter of `model` in place, deterministically for a given seed."""
+    import torch
+
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(int(seed))
+    try:
+        covered: set[int] = set()
+        for module in model.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset) and isinstance(module, torch.nn.Module):
+                reset()
+                covered.update(id(p) for p in module.parameters(recurse=False))
+        with torch.no_grad():
+            for param in model.parameters():
+                if id(param) not in covered:
+                    param.normal_(0.0, 1.0)
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
+def random_digest(base_digest: str, seed: int) -> str:
+    """A digest distinct from the pretrained one: the architecture's file digest plus the seed."""
+    return hashlib.sha256(f"random_init|seed={int(seed)}|{base_digest}".encode()).hexdigest()
+
+
+class _RandomInitMixin:
+    """Shared by the random-init subclasses: reads the options, randomises after loading, keys the digest."""
+
+    options: dict
+    _digest: str | None
+
+    @property
+    def random_init(self) -> bool:
+        return bool(self.options.get("random_init", True))
+
+    @property
+    def seed(self) -> int:
+        return int(self.options.get("seed", 0))
+
+    def checkpoint_digest(self) -> str:
+        if self._digest is None:
+            base = super().checkpoint_digest()  # type: ignore[misc]
+            self._digest = random_digest(base, self.seed) if self.random_init else base
+        return self._digest
+
+    def _randomize(self) -> None:
+        if self.random_init:
+            randomize_parameters(self.model, self.seed)  # type: ignore[attr-defined]
+
+
+class RandomSevenNetAdapter(_RandomInitMixin, SevenNetAdapter):
+    """SevenNet architecture of `checkpoint` with seeded random weights (control); features as SevenNetAdapter."""
+
+    feature_source = "random-init control: " + SevenNetAdapter.feature_source
+
+    def _load(self) -> None:
+        super()._load()
+        self._randomize()
+
+    def embed(self, samples) -> EmbedOutput:
+        out = super().embed(samples)
+        return EmbedOutput(features=out.features, energies=None if self.random_init else out.energies)
+
+
+class RandomCHGNetAdapter(_RandomInitMixin, CHGNetAdapter):
+    """CHGNet architecture of `checkpoint` with seeded random weights (control); features as CHGNetAdapter."""
+
+    feature_source = "random-init control: " + CHGNetAdapter.feature_source
+
+    def _load(self) -> None:
+        super()._load()
+        self._randomize()
+
+    def embed(self, samples) -> EmbedOutput:
+        out = super().embed(samples)
+        return EmbedOutput(features=out.features, energies=None if self.random_init else out.energies)

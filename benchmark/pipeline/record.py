@@ -1,0 +1,194 @@
+"""MLflow logging of a run, through the fluent API only, with every name from benchmark.tracking.schema.
+
+One parent run per invocation; one child run per (model, task), written when its embeddings exist (stage 1)
+and reopened once to add the stage-2 metrics and tags, so nothing computed is lost if a later step fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark import __version__
+from benchmark.embeddings.cache import Embeddings
+from benchmark.metrics.registry import logged_in_stage2
+from benchmark.pipeline.types import ModelTaskResult, ReferenceChoice, RunConfig
+from benchmark.registry.schema import ModelEntry, TaskSpec
+from benchmark.structures import Dataset, ids_digest
+from benchmark.tracking import schema as S
+
+MAX_TAG = 4900
+
+
+def leave_foreign_project_run(experiment: str | None, tracking_uri: str | None = None) -> str | None:
+    """Under `mlflow run` (MLFLOW_RUN_ID set) whose project run is not in the benchmark's experiment (e.g.
+    "Default"), stop resuming it: the benchmark's own parent run goes to the benchmark experiment, where the
+    leaderboard reads. Returns the project run id left, or None. An explicit --experiment or
+    $MATTERALIGN_EXPERIMENT names the benchmark experiment; the project run is kept when it is already there.
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from benchmark import tracking
+
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id:
+        return None
+    mlflow.set_tracking_uri(tracking.tracking_uri(tracking_uri))
+    client = MlflowClient()
+    try:
+        exp = client.get_experiment(client.get_run(run_id).info.experiment_id)
+    except Exception:  # noqa: BLE001 - an unreadable project run is not ours to adopt
+        exp = None
+    if exp is not None and exp.name == tracking.experiment_name(experiment):
+        return None
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    return run_id
+
+
+def mark_experiment_kind(experiment: str) -> None:
+    """Tag the experiment as model development, so MLflow 3's UI opens it on the training-runs view."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is not None and exp.tags.get(S.EXPERIMENT_KIND_TAG) != S.EXPERIMENT_KIND:
+        client.set_experiment_tag(exp.experiment_id, S.EXPERIMENT_KIND_TAG, S.EXPERIMENT_KIND)
+
+
+def parent_tags(sha: str) -> dict[str, str]:
+    return {S.KIND: S.Kind.PARENT, S.BENCHMARK_VERSION: __version__, S.GIT_SHA: sha}
+
+
+def parent_params(entries: list[ModelEntry], specs: list[TaskSpec], cfg: RunConfig, ref: str, fallback: str) -> dict:
+    return {
+        "models": ",".join(e.key for e in entries),
+        "tasks": ",".join(s.name for s in specs),
+        "k": cfg.k,
+        "seed": "task default" if cfg.seed is None else cfg.seed,
+        "reference_configured": ref,
+        "reference_fallback": fallback,
+    }
+
+
+def log_parent_params(params: dict[str, Any]) -> None:
+    """Log the parent's params, skipping those already logged with the same value (an `mlflow run` project
+    run arrives with its entry-point parameters, e.g. `models`, logged); a different value goes to a tag
+    `<name>` under the schema prefix instead of crashing with "Changing param values is not allowed"."""
+    import mlflow
+
+    run = mlflow.active_run()
+    existing = mlflow.tracking.MlflowClient().get_run(run.info.run_id).data.params if run else {}
+    fresh = {k: v for k, v in params.items() if k not in existing}
+    for k, v in params.items():
+        if k in existing and existing[k] != str(v):
+            mlflow.set_tag(S.tag(f"param.{k}"), str(v)[:MAX_TAG])
+    if fresh:
+        mlflow.log_params(fresh)
+
+
+def log_reference(task: str, choice: ReferenceChoice) -> None:
+    import mlflow
+
+    mlflow.set_tag(S.per_task(S.REFERENCE, task), choice.model or "none")
+    mlflow.set_tag(S.per_task(S.REFERENCE_REASON, task), choice.reason[:MAX_TAG])
+
+
+def log_child(
+    res: ModelTaskResult, entry: ModelEntry, spec: TaskSpec, ds: Dataset, cfg: RunConfig, parent_id: str, sha: str,
+    emb: Embeddings | None,
+) -> None:
+    """Stage 1: create the (model, task) child run with its tags, params, input, embeddings and metrics."""
+    import mlflow
+
+    with mlflow.start_run(run_name=f"{entry.key}/{spec.name}", nested=True, parent_run_id=parent_id) as run:
+        res.run_id = run.info.run_id
+        mlflow.set_tags({
+            S.KIND: S.Kind.MODEL_TASK, S.MODEL: entry.key, S.TASK: spec.name, S.ROLE: res.role,
+            S.STATUS: res.status, S.REASON: res.reason[:MAX_TAG], S.FAMILY: entry.family,
+            S.MODALITY: entry.modality, S.DOMAIN: entry.domain, S.BENCHMARK_VERSION: __version__,
+            S.GIT_SHA: sha, S.CACHE_REUSED: str(res.reused).lower(),
+        })
+        params: dict[str, Any] = {
+            "model_key": entry.key, "model_name": entry.name, "model_version": entry.version,
+            "layer": entry.layer, "pooling": entry.pooling, "dtype": entry.dtype, "batch_size": entry.batch_size,
+            "task": spec.name, "task_version": spec.version, "data_digest": ds.digest,
+            "ids_digest": ids_digest(ds.ids), "n_samples": len(ds),
+            "seed": spec.seed if cfg.seed is None else cfg.seed, "k": cfg.k, "benchmark_version": __version__,
+            "parameters": entry.parameters if entry.parameters is not None else "unknown",
+            "training_data": entry.training_data[:500], "energy_head": entry.energy_head,
+        }
+        if emb is not None:
+            params.update({
+                "checkpoint_digest": emb.meta.get("checkpoint_digest", ""),
+                "embedding_dim": int(emb.features.shape[1]),
+                "feature_source": str(emb.meta.get("feature_source", ""))[:500],
+                "cache_key": emb.key,
+            })
+        unknown = set(params) - set(S.P)
+        if unknown:
+            raise AssertionError(f"child-run params {sorted(unknown)} are not declared in benchmark/tracking/schema.py")
+        mlflow.log_params(params)
+        mlflow.log_dict(entry.model_dump(mode="json"), "model_entry.json")
+        mlflow.log_dict(spec.model_dump(mode="json"), "task_spec.json")
+        mlflow.log_input(_mlflow_dataset(ds, spec), context=res.role or "ood")
+        if emb is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                d = Path(tmp) / "embeddings"
+                d.mkdir()
+                np.save(d / f"{spec.name}.npy", emb.features.astype(np.float32))
+                (d / f"{spec.name}.ids.json").write_text(json.dumps(emb.ids))
+                if emb.energies is not None:
+                    np.save(d / f"{spec.name}.energies.npy", emb.energies)
+                mlflow.log_artifacts(str(d), "embeddings")
+        finite = {k: float(v) for k, v in res.metrics.items() if np.isfinite(v)}
+        if finite:
+            mlflow.log_metrics(finite)
+
+
+def log_alignment(r: ModelTaskResult, choice: ReferenceChoice) -> None:
+    """Stage 2: reopen the child run and add the geometry/alignment metrics, the reference and metric errors."""
+    import mlflow
+
+    if r.run_id is None:
+        return
+    with mlflow.start_run(run_id=r.run_id, nested=True):
+        metrics = {name: float(r.metrics[name]) for name in logged_in_stage2() if name in r.metrics}
+        if metrics:
+            mlflow.log_metrics(metrics)
+        tags = {
+            S.REFERENCE: choice.model or "none",
+            S.IS_REFERENCE: str(r.model == choice.model).lower(),
+            S.REFERENCE_REASON: choice.reason[:MAX_TAG],
+        }
+        tags.update({S.metric_tag(name): msg for name, msg in r.errors.items()})
+        mlflow.set_tags(tags)
+
+
+_DATASET_CACHE: dict[str, Any] = {}
+
+
+def _mlflow_dataset(ds: Dataset, spec: TaskSpec):
+    """The task sample as an MLflow dataset (ids, SMILES, atom counts, labels), built once per task."""
+    if ds.digest not in _DATASET_CACHE:
+        import mlflow
+        import pandas as pd
+
+        frame = pd.DataFrame(
+            {
+                "id": ds.ids,
+                "smiles": [s.smiles or "" for s in ds.samples],
+                "n_atoms": np.array([s.n_atoms for s in ds.samples], dtype=np.float64),
+                "energy_eV": ds.energies,
+            }
+        )
+        _DATASET_CACHE[ds.digest] = mlflow.data.from_pandas(
+            frame, name=f"{spec.name}-v{spec.version}", digest=ds.digest[:16]
+        )
+    return _DATASET_CACHE[ds.digest]

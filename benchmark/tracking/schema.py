@@ -1,0 +1,260 @@
+"""The MLflow run schema: the only place that spells a `matteralign.*` tag, a param name or a run kind.
+
+The writers (pipeline, compare, leaderboard, report, convergence training) and the readers (leaderboard,
+gate, report) name tags through `tag()` / the constants here, and docs/run-schema.md is generated from this
+module by `render_markdown()` (tests/test_tracking_schema.py checks that the file matches). Metric names
+come from `benchmark.metrics.registry`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+PREFIX = "matteralign."
+
+
+def tag(name: str) -> str:
+    """The full MLflow tag name of a schema tag, e.g. tag("model") -> "matteralign.model"."""
+    return PREFIX + name
+
+
+class Kind:
+    """Values of the `matteralign.kind` tag: what a run is."""
+
+    PARENT = "parent"
+    MODEL_TASK = "model-task"
+    COMPARE = "compare"
+    LEADERBOARD = "leaderboard"
+    REPORT = "report"
+    CONVERGENCE_TRAIN = "convergence-train"
+
+
+RUN_KINDS: dict[str, str] = {
+    Kind.PARENT: "one per `matteralign run` invocation",
+    Kind.MODEL_TASK: "one per (model, task), nested under the parent, run name `<model>/<task>`",
+    Kind.COMPARE: "one per `matteralign compare --task T`: the pairwise matrices of one task",
+    Kind.LEADERBOARD: "one per written leaderboard: its files and figures",
+    Kind.REPORT: "one per `matteralign reproduce`: the report, its claims and verdicts",
+    Kind.CONVERGENCE_TRAIN: "one per trained small MLIP of the convergence experiment",
+}
+
+# --- tag names (without the prefix); per-task / per-metric ones take a suffix via tag(f"{X}.{suffix}") ---
+KIND = tag("kind")
+BENCHMARK_VERSION = tag("benchmark_version")
+GIT_SHA = tag("git_sha")
+MODEL = tag("model")
+TASK = tag("task")
+ROLE = tag("role")
+STATUS = tag("status")
+REASON = tag("reason")
+FAMILY = tag("family")
+MODALITY = tag("modality")
+DOMAIN = tag("domain")
+CACHE_REUSED = tag("cache_reused")
+REFERENCE = tag("reference")
+IS_REFERENCE = tag("is_reference")
+REFERENCE_REASON = tag("reference_reason")
+TASK_VERSION = tag("task_version")
+MODEL_KEY = tag("model_key")
+CHECKPOINT_SHA256 = tag("checkpoint_sha256")
+
+#: MLflow 3's experiment-type tag and the value that opens the UI on training runs (not the GenAI view)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+#: tag families that take a suffix: "<base>.<suffix>"
+METRIC_ERROR = "metric_error"
+WARNING = "warning"
+NOTE = "note"
+SOURCE = "source"
+VERDICT = "verdict"
+
+
+def per_task(base: str, task: str) -> str:
+    """A per-task tag of the parent run, e.g. per_task(REFERENCE, "qm9") -> "matteralign.reference.qm9"."""
+    return f"{base}.{task}"
+
+
+def metric_tag(name: str) -> str:
+    """The tag recording why a metric is missing ("metric_error.<name>"), or a "warning."/"note." name as is."""
+    if name.startswith((f"{WARNING}.", f"{NOTE}.")):
+        return tag(name)
+    return tag(f"{METRIC_ERROR}.{name}")
+
+
+def kind_filter(kind: str) -> str:
+    """An MLflow search filter selecting the runs of one kind."""
+    return f"tags.`{KIND}` = '{kind}'"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    description: str
+
+
+def _f(spec: str) -> list[Field]:
+    return [Field(*line.split(": ", 1)) for line in spec.strip().splitlines()]
+
+
+TAGS: dict[str, list[Field]] = {
+    Kind.PARENT: _f("""
+kind: `parent`
+benchmark_version: the benchmark's version
+git_sha: the commit the run was made from
+reference.<task>: model key used as reference on that task, or `none`
+reference_reason.<task>: why: `configured reference`, or the auto fallback and why the configured one did not run
+param.<name>: the value used, when `mlflow run` had already logged param <name> with another value (e.g. `models`)
+"""),
+    Kind.MODEL_TASK: _f("""
+kind: `model-task`
+model: the models.yaml key
+task: the task name
+role: `id` or `ood`, from the task's roles and the model's domain
+status: `ok`, `skipped` or `failed`
+reason: why skipped or failed
+family: the model family
+modality: the model's input modality
+domain: the model's training domain
+benchmark_version: the benchmark's version
+git_sha: the commit the run was made from
+cache_reused: `true` when the embeddings came from the cache
+reference: the model key the alignment metrics were computed against, or `none`
+is_reference: `true` when this model is the task's reference
+reference_reason: why that reference
+metric_error.<metric>: why a metric has no number (a metric is never logged as NaN)
+warning.<metric>: a numerical warning raised while computing a metric
+note.<metric>: how a metric was computed when it deviates from the default (e.g. a declared subsample)
+"""),
+    Kind.COMPARE: _f("""
+kind: `compare`
+task: the task compared
+benchmark_version: the board's benchmark version
+task_version: the board's version of the task
+"""),
+    Kind.LEADERBOARD: _f("""
+kind: `leaderboard`
+benchmark_version: the board's benchmark version
+"""),
+    Kind.REPORT: _f("""
+kind: `report`
+benchmark_version: the benchmark's version
+git_sha: the commit the run was made from
+source.<name>: the parent run id of the runs the report used (`benchmark`, `convergence`)
+verdict.<claim>: the verdict on each claim of the paper
+"""),
+    Kind.CONVERGENCE_TRAIN: _f("""
+kind: `convergence-train`
+model_key: the trained model's key
+checkpoint_sha256: sha256 of the saved checkpoint
+"""),
+}
+
+PARAMS: dict[str, list[Field]] = {
+    Kind.PARENT: _f("""
+models: comma list of model keys (the reference included)
+tasks: comma list of task names
+k: neighbours for CKNNA / mutual kNN
+seed: the sampling seed, or `task default`
+reference_configured: models.yaml reference.model (or --reference)
+reference_fallback: models.yaml reference.fallback
+n_samples.<task>: the sample size used on that task
+"""),
+    Kind.MODEL_TASK: _f("""
+model_key: the models.yaml key
+model_name: the model's display name
+model_version: the models.yaml version
+layer: the layer embedded
+pooling: the pooling over atoms / tokens
+dtype: the inference dtype
+batch_size: the inference batch size
+task: the task name
+task_version: the task's version
+data_digest: digest of the task sample
+ids_digest: digest of the sample ids in order
+n_samples: number of structures
+seed: the sampling seed
+k: neighbours for CKNNA / mutual kNN
+benchmark_version: the benchmark's version
+parameters: parameter count, or `unknown`
+training_data: what the model was trained on
+energy_head: whether the model predicts energies
+checkpoint_digest: digest of the weights (runs with embeddings)
+embedding_dim: embedding width (runs with embeddings)
+feature_source: where the features were read from (runs with embeddings)
+cache_key: the embedding cache key, also naming its cached kNN graphs (runs with embeddings)
+"""),
+    Kind.COMPARE: _f("""
+k: neighbours for CKNNA / mutual kNN
+task: the task compared
+models: comma list of the models compared
+source_runs: comma list of the child runs whose embeddings were read
+"""),
+}
+
+#: param names of a child run, as written and read back
+P = {f.name: f.name for f in PARAMS[Kind.MODEL_TASK]}
+
+ARTIFACTS: dict[str, list[Field]] = {
+    Kind.PARENT: _f("""
+summary.csv: one row per (model, task)
+"""),
+    Kind.MODEL_TASK: _f("""
+embeddings/<task>.npy: float32 features, rows in sample order
+embeddings/<task>.ids.json: the sample ids in row order
+embeddings/<task>.energies.npy: predicted energies (models with an energy head)
+model_entry.json: the models.yaml entry
+task_spec.json: the task YAML
+"""),
+    Kind.COMPARE: _f("""
+matrices/<metric>.csv: the cknna, mutual_knn and cka matrices
+figures/cknna_<task>.png: heatmap; figures/dendrogram_<task>.png with 3 or more models
+"""),
+}
+
+#: a result's identity; readers take the newest finished child run per identity
+IDENTITY = ("model", "checkpoint_digest", "task", "task_version", "benchmark_version")
+
+
+def render_markdown(metrics: Sequence[Any]) -> str:
+    """docs/run-schema.md, generated from this module and the child-run metrics (`MetricInfo`s, in order).
+
+    The metrics are passed in (tracking does not import metrics; both are one layer):
+    `render_markdown(benchmark.metrics.registry.child_run_metrics())`.
+    """
+    lines = [
+        "# MLflow run schema",
+        "",
+        "<!-- Generated from benchmark/tracking/schema.py and benchmark/metrics/registry.py by "
+        "`python -m benchmark.cli.docs`; do not edit by hand. -->",
+        "",
+        "Everything the leaderboard, `compare`, `check` and the report read back is named here. Tracking URI:",
+        "`$MLFLOW_TRACKING_URI`, default `sqlite:///mlflow.db`; experiment `$MATTERALIGN_EXPERIMENT`, default",
+        f"`matteralign`. Tag names start with `{PREFIX}`; `{KIND}` says what a run is.",
+        "",
+        "## Run kinds",
+        "",
+        *[f"- `{k}`: {d}" for k, d in RUN_KINDS.items()],
+    ]
+    for kind in RUN_KINDS:
+        lines += ["", f"## `{kind}` runs", ""]
+        lines += ["tags:", *[f"- `{tag(f.name)}`: {f.description}" for f in TAGS.get(kind, [])]]
+        if kind in PARAMS:
+            lines += ["", "params:", *[f"- `{f.name}`: {f.description}" for f in PARAMS[kind]]]
+        if kind == Kind.MODEL_TASK:
+            lines += ["", "input: the task's dataset via `mlflow.log_input` (context `id` or `ood`).", "",
+                      "metrics (only where defined; never NaN; declared in benchmark/metrics/registry.py):"]
+            lines += [f"- `{m.name}` ({m.direction}{', ' + m.unit if m.unit else ''}): {m.description}"
+                      for m in metrics]
+        if kind in ARTIFACTS:
+            lines += ["", "artifacts:", *[f"- `{f.name}`: {f.description}" for f in ARTIFACTS[kind]]]
+    lines += [
+        "",
+        "## Result identity",
+        "",
+        f"A result is identified by ({', '.join(IDENTITY)}). Readers take the newest finished child run for each",
+        "identity and never mix task or benchmark versions.",
+        "",
+    ]
+    return "\n".join(lines)

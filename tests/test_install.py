@@ -1,0 +1,90 @@
+"""The install entries agree: install.sh is the one path, torch is pinned there only, and the release
+workflow's own shell steps (run here exactly as written in the YAML) refuse bad inputs clearly."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.registry import load_models, models_by_key
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / ".github" / "workflows" / "model-release.yml"
+
+
+def _steps() -> dict[str, dict]:
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    return {s.get("name", s.get("uses", "")): s for s in doc["jobs"]["gate"]["steps"]}
+
+
+def _run_step(name: str, **env: str) -> subprocess.CompletedProcess:
+    script = _steps()[name]["run"]
+    return subprocess.run(["bash", "-e", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+
+
+def test_every_entry_installs_through_install_sh():
+    steps = _steps()
+    assert steps["Install (./install.sh)"]["run"].strip() == "./install.sh"
+    assert not any("pip install" in (s.get("run") or "") for s in steps.values()), "the workflow installs by itself"
+    assert "./install.sh --test" in (ROOT / ".ci" / "run").read_text()
+    conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
+    assert not any(isinstance(d, dict) for d in conda["dependencies"]), "a pip section would be a second install path"
+    assert "./install.sh" in (ROOT / "conda.yaml").read_text()
+
+
+def test_torch_is_pinned_by_install_sh_not_by_the_package():
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml with tomllib")
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert [d for d in deps if re.match(r"torch\b", d)] == ["torch"]
+    text = (ROOT / "install.sh").read_text()
+    assert re.search(r"^TORCH_VERSION=\d+\.\d+\.\d+$", text, re.M)
+    assert "+cpu" in text and "download.pytorch.org/whl/cpu" in text
+
+
+def test_install_sh_parses_and_rejects_unknown_options():
+    subprocess.run(["bash", "-n", str(ROOT / "install.sh")], check=True)
+    proc = subprocess.run([str(ROOT / "install.sh"), "--bogus"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+def test_release_inputs_are_checked_before_anything_is_installed():
+    missing = _run_step("Check the inputs", CANDIDATE="sevenn-7net-0@2", BASELINE="")
+    assert missing.returncode == 2 and "MATTERALIGN_BASELINE" in missing.stdout
+    same = _run_step("Check the inputs", CANDIDATE="sevenn-7net-0@2", BASELINE="sevenn-7net-0@2")
+    assert same.returncode == 2 and "same version" in same.stdout
+    bad = _run_step("Check the inputs", CANDIDATE="sevenn-7net-0; rm -rf /", BASELINE="sevenn-7net-0@1")
+    assert bad.returncode == 2 and "expected MODEL@VERSION" in bad.stdout
+    ok = _run_step("Check the inputs", CANDIDATE="sevenn-7net-0@2", BASELINE="sevenn-7net-0@1")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+@pytest.mark.parametrize("matches", [True, False])
+def test_release_tag_must_match_the_models_yaml_version(matches):
+    version = models_by_key(load_models(ROOT / "models.yaml"))["sevenn-7net-0"].version
+    tag = f"sevenn-7net-0@{version if matches else version + '.99'}"
+    proc = _run_step("Check that the candidate's version is the one in models.yaml", CANDIDATE=tag)
+    if matches:
+        assert proc.returncode == 0 and "matches models.yaml" in proc.stdout, proc.stderr
+    else:
+        assert proc.returncode != 0 and "bump 'version' in models.yaml" in proc.stderr
+
+
+def test_release_without_a_server_needs_the_baseline_tag():
+    proc = _run_step("Run the baseline (only without a tracking server)", BASELINE="no-such-model@0")
+    assert proc.returncode == 2 and "no git tag no-such-model@0" in proc.stdout
+
+
+def test_release_store_choice_fails_fast_on_an_unreachable_server(tmp_path):
+    github_env = tmp_path / "github_env"
+    proc = _run_step("Choose the tracking store", MLFLOW_SERVER="http://127.0.0.1:1", GITHUB_ENV=str(github_env))
+    assert proc.returncode == 2 and "cannot be reached" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    local = _run_step("Choose the tracking store", MLFLOW_SERVER="", GITHUB_ENV=str(github_env),
+                      GITHUB_WORKSPACE=str(tmp_path))
+    assert local.returncode == 0 and "BASELINE_SOURCE=tag" in github_env.read_text()
+    assert f"MLFLOW_TRACKING_URI=sqlite:///{tmp_path}/release-store/mlflow.db" in github_env.read_text()
