@@ -52,10 +52,6 @@ step "matteralign[$extras] (editable)"
 pip_install -c "$constraints" -e ".[${extras}]"
 
 # --- 3. data and weights the package reads at run time -------------------------------------------------------
-# matcalc ships the MatPES element references used by tasks/crystals.yaml; only its data files are read
-# and its numpy<2 pin would break the environment, so it is installed without dependencies.
-step "matcalc 0.3.3 (data files only, --no-deps)"
-pip_install --no-deps "matcalc==0.3.3"
 # ANI-1x: torchani 2.9 fetches its weights from a hub at run time; the 2.2.4 wheel ships the ANI-1x
 # ensemble files. Unpacked beside (not over) the installed torchani; models.yaml points at this folder
 # (always under ~/.cache/matteralign, whatever MATTERALIGN_CACHE says).

@@ -18,13 +18,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "benchmark"
 
-#: contract clauses that still fail because of a file another engineer owns; each names why (empty = none)
-KNOWN_OPEN: dict[str, str] = {
-    "tasks/ does not import embeddings": "benchmark/tasks/proteins.py imports benchmark.embeddings.cache; that "
-    "file is engineer P's (issue 12/13); the layers contract ignores exactly that one import until it goes",
-}
-#: imports the layers contract tolerates, one per KNOWN_OPEN clause (same reason)
-LAYER_IGNORES: list[str] = ["benchmark.tasks.proteins -> benchmark.embeddings.cache"]
+#: contract clauses allowed to fail, each with its reason (empty: every clause holds)
+KNOWN_OPEN: dict[str, str] = {}
+#: imports the layers contract tolerates (empty: none)
+LAYER_IGNORES: list[str] = []
 
 CONTRACTS = """
 [importlinter]

@@ -138,3 +138,100 @@ def test_cli_reports_errors_without_traceback(registry, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "unknown model key 'nope'" in err and "Traceback" not in err
     assert cli_main(["run", "--n-samples", "x=y", "--models-file", str(models)]) == 2
+
+
+# --- issue-17 follow-ups: stored graphs for information imbalance, IDCor test, exclusions, task failures ---
+
+
+def _prepared_pair(tmp_path, n=80):
+    from benchmark.pipeline.align import model_geometry
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(n, 6))
+    Y = X[:, :4] + 0.3 * rng.normal(size=(n, 4))
+    model_geometry(X, "x", 5, 10, tmp_path)
+    model_geometry(Y, "y", 5, 10, tmp_path)
+    return X, Y
+
+
+def test_alignment_reuses_the_stored_graphs_for_information_imbalance(tmp_path, monkeypatch):
+    import benchmark.metrics.imbalance as imb
+    from benchmark.knn import prepare_for_alignment
+    from benchmark.pipeline.align import model_alignment
+
+    X, Y = _prepared_pair(tmp_path)
+    expected = imb.information_imbalances(prepare_for_alignment(Y)[0], prepare_for_alignment(X)[0])
+    built = []
+    monkeypatch.setattr(imb, "knn_graph", lambda *a, **kw: built.append(a) or pytest.fail("graph rebuilt"))
+    ali, err = model_alignment(X, "x", Y, "y", 5, tmp_path, n_boot=5, n_perm=3)
+    assert not built and "info_imbalance" not in err
+    assert (ali["info_imbalance_ref_to_model"], ali["info_imbalance_model_to_ref"]) == pytest.approx(expected)
+
+
+def test_idcor_is_the_permutation_test_with_its_floor(tmp_path, monkeypatch):
+    import benchmark.pipeline.align as align
+    from benchmark.metrics.idcor import idcor_test
+
+    assert RunConfig().n_perm == 99 and not hasattr(align, "_idcor_subsample")
+    X, Y = _prepared_pair(tmp_path)
+    ali, err = align.model_alignment(X, "x", Y, "y", 5, tmp_path, n_boot=5, n_perm=9)
+    ref = idcor_test(X, Y, n_perm=9)
+    assert ali["idcor_to_ref"] == pytest.approx(ref.corr) and ali["idcor_pvalue"] == pytest.approx(ref.p_value)
+    assert ali["idcor_pvalue_floor"] == pytest.approx(0.1) and "note.idcor_to_ref" not in err
+    monkeypatch.setattr(align, "IDCOR_MAX_N", 50)
+    ali, err = align.model_alignment(X, "x", Y, "y", 5, tmp_path, n_boot=5, n_perm=9)
+    assert "50 of 80" in err["note.idcor_to_ref"] and not any(k.startswith("warning.idcor") for k in err)
+
+
+def test_n_samples_comma_list_and_unknown_task(registry, tmp_path):
+    from benchmark.cli.options import parse_n_samples
+
+    assert parse_n_samples(["mp_energies=100,pdb_ligands=30"]) == {"mp_energies": 100, "pdb_ligands": 30}
+    assert parse_n_samples(["'qm9=10,crystals=20'", "pdb=5"]) == {"qm9": 10, "crystals": 20, "pdb": 5}
+    assert parse_n_samples(["40"]) == 40
+    with pytest.raises(ConfigError, match="not both"):
+        parse_n_samples(["40,qm9=10"])
+    with pytest.raises(ConfigError, match=r"unknown task\(s\) 'nope'.*syn_a, syn_b"):
+        run_benchmark(config(registry, tmp_path, n_samples={"syn_a": 10, "nope": 5}))
+
+
+@pytest.mark.slow
+def test_missing_task_data_skips_that_task_and_logs_exclusions(registry, tmp_path, capsys):
+    models, tasks = registry
+    (tasks / "syn_a.yaml").write_text(
+        (tasks / "syn_a.yaml").read_text().replace("tests.fake_tasks:load", "tests.fake_tasks:load_screened"))
+    (tasks / "nodata.yaml").write_text(
+        TASK.format(name="nodata", labelled="true", seed=3, role="id").replace(":load", ":load_missing_package"))
+    argv = ["run", "--models", "good,noisy", "--reference", "good", "--tasks", "nodata,syn_a", "--models-file",
+            str(models), "--tasks-dir", str(tasks), "--no-leaderboard", "--no-progress", "--n-boot", "5",
+            "--n-perm", "3", "--n-samples", "syn_a=25,nodata=10", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    code = cli_main(argv)
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.count("pip install fakedata-test-files") == 1 and "Traceback" not in err
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    parent = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`matteralign.kind` = 'parent'")
+    assert "fakedata-test-files" in parent.iloc[0]["tags.matteralign.task_skipped.nodata"]
+    runs = child_runs(tmp_path, parent.iloc[0]["run_id"])
+    assert set(runs) == {("good", "syn_a"), ("noisy", "syn_a")}
+    r = runs[("noisy", "syn_a")]
+    assert r["params.n_samples"] == "25" and r["params.excluded_structures"] == "5"
+    assert json.loads(r["tags.matteralign.excluded"]) == {"atoms closer than 0.5 A": 3, "too many atoms": 2}
+    assert np.isfinite(r["metrics.cknna_to_ref"])
+    # only the task without data: nothing usable
+    assert cli_main([*argv[:6], "nodata", *argv[7:]]) == 2
+
+
+def test_leaderboard_dir_that_is_a_file_fails_before_any_work(registry, tmp_path, capsys):
+    models, tasks = registry
+    blocker = tmp_path / "board"
+    blocker.write_text("not a folder")
+    cache = tmp_path / "cache"
+    common = ["--models-file", str(models), "--tasks-dir", str(tasks), "--tracking-uri",
+              f"sqlite:///{tmp_path}/mlflow.db"]
+    assert cli_main(["run", "--models", "good", "--leaderboard-dir", str(blocker), "--cache-dir", str(cache),
+                     *common]) == 2
+    assert cli_main(["submit", "good", "--out", str(blocker), *common]) == 2
+    err = capsys.readouterr().err
+    assert err.count(f"{blocker} exists and is not a folder") == 2
+    assert not cache.exists() and not (tmp_path / "mlflow.db").exists()

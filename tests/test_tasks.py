@@ -31,7 +31,7 @@ def test_every_task_yaml_declares_both_sizes():
 
 def test_neighbour_screen():
     one = np.array([[0.0, 0.0, 0.0]])
-    assert neighbour_reason(np.array([11]), one, np.eye(3) * 8.0, True, 0.6) == "an atom without a neighbour within 6 A"
+    assert neighbour_reason(np.array([11]), one, np.eye(3) * 8.0, True, 0.6) == "an atom without a neighbour within 5 A"
     assert neighbour_reason(np.array([11]), one, np.eye(3) * 4.0, True, 0.6) is None
     pair = np.array([[0.0, 0, 0], [0.3, 0, 0]])
     assert neighbour_reason(np.array([1, 1]), pair, None, False, 0.6) == "atoms closer than 0.6 A"
@@ -60,12 +60,12 @@ def test_crystals_dedup_and_isolated_atoms_counted(monkeypatch):
     nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     rotated = Structure(Lattice.cubic(5.70), ["Na", "Cl"], [[0.5, 0.5, 0.5], [0, 0, 0]])
     lonely = Structure(Lattice.cubic(8.0), ["Cs"], [[0, 0, 0]])
-    kcl = Structure(Lattice.cubic(6.29), ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    kcl = Structure(Lattice.cubic(5.5), ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     raw = [("a-NaCl", nacl, "rs"), ("b-NaCl", rotated, "rs"), ("c-Cs", lonely, "sc"), ("d-KCl", kcl, "rs")]
     monkeypatch.setattr(C, "_read_sources", lambda files, screen: raw)
     pool = C.build_pool(0, ["ase"], 0, 48, 83, 0.6)
     assert [b["id"] for b in pool["bases"]] == ["a-NaCl", "d-KCl"]
-    assert pool["excluded"] == {"an atom without a neighbour within 6 A": 1, "duplicate by StructureMatcher": 1}
+    assert pool["excluded"] == {"an atom without a neighbour within 5 A": 1, "duplicate by StructureMatcher": 1}
 
 
 def test_crystals_missing_source_names_the_fix(monkeypatch, tmp_path):

@@ -15,11 +15,12 @@ def csv_list(value: str) -> list[str] | None:
 
 
 def parse_n_samples(values: list[str] | None) -> int | dict[str, int] | None:
-    """`--n-samples 500` for every task, or `--n-samples qm9=10000 --n-samples crystals=100` per task.
+    """`--n-samples 500` for every task, or per task: `--n-samples qm9=10000,crystals=100` (a comma list) and/or
+    repeated `--n-samples qm9=10000 --n-samples crystals=100`. Task names are checked against the tasks by the run.
 
     Empty values (and MLflow's `''` for an empty parameter) mean the task's own size.
     """
-    values = [v.strip().strip("'\"") for v in values or []]
+    values = [part.strip().strip("'\"") for v in values or [] for part in v.strip().strip("'\"").split(",")]
     values = [v for v in values if v]
     if not values:
         return None
@@ -36,6 +37,11 @@ def parse_n_samples(values: list[str] | None) -> int | dict[str, int] | None:
             if len(values) > 1:
                 raise ConfigError("--n-samples: give one integer for all tasks, or TASK=N pairs, not both")
             return n
+        task = task.strip()
+        if not task:
+            raise ConfigError(f"--n-samples {v!r}: expected TASK=INTEGER with a task name")
+        if task in out and out[task] != n:
+            raise ConfigError(f"--n-samples: task {task!r} is given twice ({out[task]} and {n})")
         out[task] = n
     return out
 
@@ -62,7 +68,9 @@ def add_cache_dir(p: argparse.ArgumentParser) -> None:
 
 
 def add_n_samples(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n-samples", action="append", metavar="N|TASK=N", help="sample size (default: the task's)")
+    p.add_argument("--n-samples", action="append", metavar="N|TASK=N[,TASK=N...]",
+                   help="sample size: one N for every task, or TASK=N pairs (comma list or repeated); "
+                        "an unknown task name is an error (default: the task's)")
 
 
 def add_k(p: argparse.ArgumentParser) -> None:

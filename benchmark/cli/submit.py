@@ -5,24 +5,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.cli.options import add_store_options, parse_n_samples
+from benchmark.cli.options import add_n_samples, add_store_options, parse_n_samples
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_key", help="key of the models.yaml entry to submit")
     parser.add_argument("--models-file", type=Path, default=None, help="models registry (default: models.yaml)")
-    parser.add_argument("--n-samples", action="append", metavar="N|TASK=N", help="sample size (default: the task's)")
+    add_n_samples(parser)
     parser.add_argument("--tasks-dir", type=Path, default=None, help="task YAML folder (default: tasks/)")
     add_store_options(parser)
     parser.add_argument("--out", type=Path, default=Path("leaderboard"), help="leaderboard directory")
 
 
 def main(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard.build import check_out_dir
     from benchmark.leaderboard.collect import load_child_runs
     from benchmark.pipeline.run import run_benchmark
     from benchmark.pipeline.submit import board_models, reproducibility, run_list, validate
     from benchmark.pipeline.types import RunConfig
 
+    check_out_dir(args.out)  # a file in the way fails now, not after every task has run
     entry, reference, known = validate(args.model_key, args.models_file)
     on_board, before = board_models(args.tracking_uri, args.experiment)
     models = run_list(entry, reference, on_board, known)

@@ -175,6 +175,7 @@ def write_leaderboard(
     from benchmark.io import file_lock
 
     out_dir = Path(out_dir)
+    check_out_dir(out_dir)
     try:
         lock = file_lock(out_dir.parent / f".{out_dir.name}.lock", timeout=600, what="writing the leaderboard")
         with lock:

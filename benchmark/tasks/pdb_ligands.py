@@ -67,13 +67,13 @@ def _geometry_reason(numbers: np.ndarray, pos: np.ndarray) -> str | None:
     from scipy.spatial.distance import pdist, squareform
 
     if len(numbers) < 2:
-        return "an atom without a neighbour within 6 A"
+        return "an atom without a neighbour within 5 A"
     d = squareform(pdist(pos))
     if d[np.triu_indices(len(d), 1)].min() < 0.5:
         return "atoms closer than 0.5 A"
     np.fill_diagonal(d, np.inf)
     if (d.min(axis=1) > NEIGHBOUR_CUTOFF).any():
-        return "an atom without a neighbour within 6 A"
+        return "an atom without a neighbour within 5 A"
     return None
 
 

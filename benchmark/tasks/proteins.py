@@ -37,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 
-from benchmark.embeddings.cache import atomic_save_json, cache_root
+from benchmark.io import atomic_save_json, cache_root
 from benchmark.errors import ConfigError, DataError
 from benchmark.structures import Sample
 

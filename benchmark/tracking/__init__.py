@@ -65,8 +65,6 @@ def setup(uri: str | None = None, experiment: str | None = None) -> tuple[str, s
     MLflow's minutes of retries), a new sqlite file in a missing/unwritable folder at once; a sqlite store is
     created and migrated under a file lock (``<db>.lock``), so concurrent first runs do not race the migration.
     """
-    import mlflow
-
     from benchmark.errors import MatteralignError
 
     uri = tracking_uri(uri)
@@ -75,6 +73,8 @@ def setup(uri: str | None = None, experiment: str | None = None) -> tuple[str, s
         _check_sqlite_folder(uri, db)
     elif uri.startswith(("http://", "https://")):
         probe_server(uri)
+    import mlflow
+
     mlflow.set_tracking_uri(uri)
     lockable = db is not None and os.access(db.parent, os.W_OK | os.X_OK)
     lock = file_lock(db.with_name(db.name + ".lock"), timeout=STORE_LOCK_TIMEOUT_S, what="tracking store init") \

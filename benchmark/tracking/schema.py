@@ -57,6 +57,8 @@ IS_REFERENCE = tag("is_reference")
 REFERENCE_REASON = tag("reference_reason")
 TASK_VERSION = tag("task_version")
 MODEL_KEY = tag("model_key")
+EXCLUDED = tag("excluded")
+TASK_SKIPPED = tag("task_skipped")
 CHECKPOINT_SHA256 = tag("checkpoint_sha256")
 
 #: MLflow 3's experiment-type tag and the value that opens the UI on training runs (not the GenAI view)
@@ -106,6 +108,7 @@ git_sha: the commit the run was made from
 reference.<task>: model key used as reference on that task, or `none`
 reference_reason.<task>: why: `configured reference`, or the auto fallback and why the configured one did not run
 param.<name>: the value used, when `mlflow run` had already logged param <name> with another value (e.g. `models`)
+task_skipped.<task>: why that task did not run (its data could not be loaded), naming the fix
 """),
     Kind.MODEL_TASK: _f("""
 kind: `model-task`
@@ -120,6 +123,7 @@ domain: the model's training domain
 benchmark_version: the benchmark's version
 git_sha: the commit the run was made from
 cache_reused: `true` when the embeddings came from the cache
+excluded: JSON {reason: count} of the candidate structures the task's sampler left out before sampling
 reference: the model key the alignment metrics were computed against, or `none`
 is_reference: `true` when this model is the task's reference
 reference_reason: why that reference
@@ -174,6 +178,7 @@ task_version: the task's version
 data_digest: digest of the task sample
 ids_digest: digest of the sample ids in order
 n_samples: number of structures
+excluded_structures: how many candidates the task's sampler left out (the sum of the `excluded` tag)
 seed: the sampling seed
 k: neighbours for CKNNA / mutual kNN
 benchmark_version: the benchmark's version
