@@ -117,7 +117,7 @@ def test_a_wheel_installed_outside_the_clone_lists_models_and_runs(tmp_path):
     assert models.returncode == 0, models.stderr[-3000:]
     assert "morgan-fp-r2-2048" in models.stdout
     run = subprocess.run([str(cli), "run", "--models", "morgan-fp-r2-2048,structural-rdf", "--tasks", "qm9",
-                          "--n-samples", "30", "--no-progress", "--leaderboard-dir", str(tmp_path / "board")],
+                          "--n-samples", "30", "--reference", "structural-rdf", "--no-progress", "--leaderboard-dir", str(tmp_path / "board")],
                          cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     assert (tmp_path / "cache" / "embeddings").is_dir()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from benchmark.cli.options import add_store_options
-from benchmark.leaderboard.collect import load_child_runs
-from benchmark.leaderboard.gate import compare_versions, format_table
+from benchmark.leaderboard.collect import incomplete_note, load_child_runs
+from benchmark.leaderboard.gate import compare_versions, format_table, parse_spec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,10 @@ def main(args: argparse.Namespace) -> int:
     from benchmark.leaderboard.table import higher_is_better
 
     frame = load_child_runs(args.tracking_uri, args.experiment)
+    models = {parse_spec(args.candidate, "candidate")[0], parse_spec(args.baseline, "baseline")[0]}
+    note = incomplete_note(frame[frame["model"].isin(models)])
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     verdicts = compare_versions(frame, args.candidate, args.baseline, args.metric, args.max_drop, args.tasks)
     print(f"check {args.candidate} against {args.baseline} (max drop {args.max_drop})")
     print(format_table(verdicts, args.metric, higher_is_better(args.metric)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from benchmark.cli.options import add_models_file
-from benchmark.errors import ConfigError
+from benchmark.errors import ConfigError, ModelUnavailable
 from benchmark.models import build_adapter
 from benchmark.registry.loader import load_models
 
@@ -23,6 +23,13 @@ def availability(entry) -> tuple[bool, str]:
 
         if not env_ready(entry.requirements, root=cache_root()):
             return False, isolated_missing_message(entry, adapter, env_dir(entry.requirements, root=cache_root()))
+        try:
+            adapter.weights_path()
+        except ModelUnavailable as exc:
+            return False, f"isolated environment built, but: {exc}"
+        except ImportError:
+            return False, ("isolated environment built; its weights are resolved inside it, so they cannot be "
+                           f"confirmed from here: `matteralign run --models {entry.key} --n-samples 10` checks them")
         return True, "ready (isolated environment built)"
     reason = adapter.unavailable_reason()
     return reason is None, reason or "ready"

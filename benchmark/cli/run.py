@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from benchmark.cli.options import (
@@ -26,7 +27,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="sampling seed for every task (default: the task's)")
     add_k(p)
     p.add_argument("--reference", help="reference model key (default: models.yaml reference.model)")
-    p.add_argument("--n-boot", type=int, default=200, help="resamples for the alignment confidence intervals")
+    p.add_argument("--n-boot", type=int, default=None,
+                   help="resamples for the alignment confidence intervals (default 200; 0 needs --no-ci)")
+    p.add_argument("--no-ci", action="store_true",
+                   help="no confidence intervals (n_boot = 0); `matteralign check` refuses such runs")
     p.add_argument("--n-perm", type=int, default=RunConfig.n_perm,
                    help=f"permutations for the IDCor p-value (default {RunConfig.n_perm}: p-value floor "
                         f"{1 / (RunConfig.n_perm + 1):g}, logged as idcor_pvalue_floor; 999 gives 0.001 at ~2.3 ms "
@@ -54,7 +58,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         n_samples=parse_n_samples(args.n_samples),
         seed=args.seed,
         k=args.k,
-        n_boot=args.n_boot,
+        n_boot=(0 if args.no_ci else RunConfig.n_boot) if args.n_boot is None else args.n_boot,
+        no_ci=args.no_ci,
         n_perm=args.n_perm,
         reference=args.reference,
         tracking_uri=args.tracking_uri,
@@ -76,11 +81,17 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 EXIT_CODES = """exit status:
   0  every task ran and no (model, task) failed (a model that cannot run here, e.g. missing weights, is
      reported as skipped and does not count)
-  1  some (model, task) failed, or a task's data could not be loaded (e.g. a missing data package such as
-     biotite, robocrys or pymatgen-test-files): that task's pairs are skipped with the loader's message, printed
-     once, and the other tasks still run
-  2  nothing usable: a configuration error before any work (bad option, unknown model/task, --leaderboard-dir
-     that is a file, unreachable tracking store), or no (model, task) produced embeddings"""
+  1  some (model, task) failed (any exception of an adapter or of one model's metrics is contained and
+     named), a task's data could not be loaded (e.g. a missing data package such as biotite, robocrys or
+     pymatgen-test-files: that task's pairs are skipped with the loader's message, printed once, and the other
+     tasks still run), a task whose n - 1 is below --k (skipped, naming k and n), or a task that ran has no
+     reference (no alignment there)
+  2  nothing usable: a configuration error before any work (bad option, unknown model/task, a model named
+     twice, --n-boot 0 without --no-ci, --leaderboard-dir or --cache-dir that is a file, a
+     read-only cache, unreachable tracking store), no (model, task) produced embeddings, or no task has a
+     reference
+A run that dies before its alignment ends never reaches the leaderboard or `check` (its child runs stay
+tagged complete=false); the next run marks its dead parent KILLED."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -94,4 +105,7 @@ def main(args: argparse.Namespace) -> int:
         from benchmark.leaderboard.build import check_out_dir
 
         check_out_dir(args.leaderboard_dir)
-    return run_benchmark(config_from_args(args)).exit_code()
+    summary = run_benchmark(config_from_args(args))
+    if summary.exit_message():
+        print(f"matteralign run: {summary.exit_message()}", file=sys.stderr)
+    return summary.exit_code()

@@ -73,12 +73,19 @@ def _check_output(adapter: ModelAdapter, batch: list[Sample], feats: np.ndarray,
     key = adapter.entry.key
     if feats.ndim != 2 or feats.shape[0] != len(batch):
         raise DataError(f"model {key!r} returned features of shape {feats.shape} for a batch of {len(batch)}")
+    if feats.shape[1] == 0:
+        raise DataError(f"model {key!r} returned zero-width embeddings ({len(batch)} x 0); check its layer / "
+                        "feature source")
     bad = ~np.isfinite(feats).all(axis=1)
     if bad.any():
         ids = [batch[i].id for i in np.flatnonzero(bad)[:5]]
         raise DataError(f"model {key!r} returned NaN/inf features for {int(bad.sum())} structures, e.g. {ids}")
     if energies is not None and energies.shape != (len(batch),):
         raise DataError(f"model {key!r} returned energies of shape {energies.shape} for a batch of {len(batch)}")
+    if energies is not None and not np.isfinite(energies).all():
+        ids = [batch[i].id for i in np.flatnonzero(~np.isfinite(energies))[:5]]
+        raise DataError(f"model {key!r} returned non-finite energies (NaN/inf) for "
+                        f"{int((~np.isfinite(energies)).sum())} structures, e.g. {ids}")
 
 
 def plan_shards(adapter: ModelAdapter, dataset: Dataset) -> list[list[list[int]]]:

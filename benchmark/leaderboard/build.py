@@ -212,7 +212,7 @@ def _write_leaderboard_unlocked(
         figure_files: dict[str, tuple[str, Path]] = {}
         for old in fig_dir.glob("*.png"):
             old.unlink()
-        notes = list(NOTES)
+        notes = list(NOTES) + board.notes
         for name, title, fig in _figures(tables, board, uri, _board_k(board), notes):
             figure_files[name] = (title, figs.save(fig, fig_dir / f"{name}.png"))
             if cl is not None:

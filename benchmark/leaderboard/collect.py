@@ -1,7 +1,8 @@
 """Read child runs back from MLflow into one tidy DataFrame, then select what a leaderboard may show.
 
 A result's identity is (model key, checkpoint digest, task, task version, benchmark version)
-(docs/run-schema.md); for each identity only the newest finished child run counts. A board uses one
+(docs/run-schema.md); for each identity only the newest complete finished child run counts (a run whose
+stage 2 never ended is skipped, and said so in the board's notes). A board uses one
 benchmark version, one task version per task and one reference per task, so numbers computed under
 different definitions are never mixed; runs left out for that reason are reported, not dropped silently.
 """
@@ -24,6 +25,7 @@ TAG_COLUMNS = {
     "model": S.MODEL, "task": S.TASK, "role": S.ROLE, "status": S.STATUS, "reason": S.REASON,
     "family": S.FAMILY, "modality": S.MODALITY, "domain": S.DOMAIN, "reference": S.REFERENCE,
     "is_reference": S.IS_REFERENCE, "benchmark_version": S.BENCHMARK_VERSION, "cache_reused": S.CACHE_REUSED,
+    "complete": S.COMPLETE,
 }
 PARAM_COLUMNS = [S.P[p] for p in (
     "model_name", "model_version", "checkpoint_digest", "task_version", "data_digest", "ids_digest",
@@ -120,9 +122,32 @@ def sort_newest_first(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def is_complete(frame: pd.DataFrame) -> pd.Series:
+    """FINISHED runs whose stage 2 ended (tag `complete` not `false`; runs from before the tag count as complete)."""
+    flag = frame["complete"] if "complete" in frame.columns else pd.Series("", index=frame.index)
+    return (frame["run_status"] == "FINISHED") & (flag.fillna("") != S.COMPLETE_NO)
+
+
+def incomplete_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Child runs a reader skips: stage 1 logged, stage 2 never finished (a crash, a kill), or not FINISHED."""
+    return frame[~is_complete(frame)]
+
+
+def incomplete_note(frame: pd.DataFrame) -> str | None:
+    """One line naming the incomplete runs a reader skipped (None when there are none)."""
+    bad = incomplete_runs(frame)
+    if bad.empty:
+        return None
+    names = [f"{m}/{t} (run {rid[:8]}, {st.lower()})"
+             for m, t, rid, st in zip(bad["model"], bad["task"], bad["run_id"], bad["run_status"])]
+    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+    return (f"skipped {len(names)} incomplete run(s) (stage 2 never finished: a crashed or killed run), using the "
+            f"newest complete result instead: {', '.join(names[:10])}{more}")
+
+
 def latest_per_identity(frame: pd.DataFrame) -> pd.DataFrame:
-    """The newest FINISHED child run for each result identity."""
-    done = sort_newest_first(frame[frame["run_status"] == "FINISHED"])
+    """The newest complete FINISHED child run for each result identity (see `is_complete`)."""
+    done = sort_newest_first(frame[is_complete(frame)])
     return done.drop_duplicates(subset=IDENTITY, keep="first").reset_index(drop=True)
 
 
@@ -142,6 +167,8 @@ class Board:
     references: dict[str, str] = field(default_factory=dict)
     reference_reasons: dict[str, str] = field(default_factory=dict)
     roles: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: what the reader skipped and why (incomplete runs), for the board's notes
+    notes: list[str] = field(default_factory=list)
 
 
 def select_board(frame: pd.DataFrame, benchmark_version: str | None = None) -> Board:
@@ -205,7 +232,8 @@ def select_board(frame: pd.DataFrame, benchmark_version: str | None = None) -> B
     roles: dict[str, dict[str, str]] = {}
     for _, r in results.iterrows():
         roles.setdefault(r["model"], {})[r["task"]] = r["role"]
-    return Board(version, results, not_ranked, task_versions, references, reasons, roles)
+    note = incomplete_note(frame)
+    return Board(version, results, not_ranked, task_versions, references, reasons, roles, [note] if note else [])
 
 
 def _unranked(frame: pd.DataFrame, ranked: set[tuple[str, str]]) -> pd.DataFrame:

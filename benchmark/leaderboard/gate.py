@@ -10,9 +10,11 @@ Rule, per task, for a metric where higher is better (mirrored where lower is bet
                 AND  candidate's <metric>_ci_high < baseline's point value (the drop is beyond the noise)
 
 so a drop larger than the tolerance whose bootstrap interval still reaches the baseline is reported as
-"within noise" and passes. A metric logged without a CI (no `<metric>_ci_low/_ci_high`) is judged by the
-tolerance alone, and the table says so. Exit 0: no regression; 1: a regression on at least one task;
-2: cannot compare (missing runs, different ids / task version / reference, unknown or missing metric).
+"within noise" and passes. A metric that has no CI by definition (no `<metric>_ci_low/_ci_high` in the
+metric registry, e.g. energy MAE) is judged by the tolerance alone, and the table says so; a candidate run
+lacking a CI its metric has (a `--no-ci` run) cannot be compared. Only complete runs count (stage 2 ended).
+Exit 0: no regression; 1: a regression on at least one task; 2: cannot compare (missing runs, different
+ids / task version / reference, unknown or missing metric or CI, a version against itself).
 
 The two conditions are checked with MLflow's validation API, `mlflow.validate_evaluation_results` with
 `mlflow.models.MetricThreshold`: its `min_absolute_change` is a required *improvement* over the baseline,
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from benchmark.errors import ConfigError, DataError
-from benchmark.leaderboard.collect import sort_newest_first
+from benchmark.leaderboard.collect import is_complete, sort_newest_first
 from benchmark.tracking import schema as S
 
 
@@ -65,9 +67,9 @@ class TaskVerdict:
 
 
 def _runs(frame: pd.DataFrame, model: str, version: str) -> pd.DataFrame:
-    """Newest finished ok run per task of one model version."""
+    """Newest complete finished ok run per task of one model version (incomplete runs are skipped)."""
     sel = frame[(frame["model"] == model) & (frame["model_version"] == version) & (frame["status"] == "ok")
-                & (frame["run_status"] == "FINISHED")]
+                & is_complete(frame)]
     return sort_newest_first(sel).drop_duplicates(subset=["task"], keep="first").set_index("task")
 
 
@@ -118,6 +120,9 @@ def compare_versions(frame: pd.DataFrame, candidate: str, baseline: str, metric:
     if not max_drop >= 0:
         raise ConfigError(f"--max-drop must be >= 0, got {max_drop}.")
     (cm, cv), (bm, bv) = parse_spec(candidate, "candidate"), parse_spec(baseline, "baseline")
+    if (cm, cv) == (bm, bv):
+        raise ConfigError(f"--candidate and --baseline are the same model version ({candidate}): a version always "
+                          "passes against itself. Name the released version as --baseline.")
     cruns, bruns = _runs(frame, cm, cv), _runs(frame, bm, bv)
     for spec, runs in ((candidate, cruns), (baseline, bruns)):
         if runs.empty:
@@ -141,6 +146,11 @@ def compare_versions(frame: pd.DataFrame, candidate: str, baseline: str, metric:
         for spec, run in ((baseline, b), (candidate, c)):
             if not math.isfinite(float(run.get(metric, math.nan))):
                 raise DataError(f"cannot compare on {t}: run {run['run_id']} of {spec} has no {metric!r} metric.")
+        ci_name = f"{metric}_ci_{'high' if higher else 'low'}"
+        if ci_name in METRICS and not math.isfinite(float(c.get(ci_name, math.nan))):
+            raise DataError(f"cannot compare on {t}: run {c['run_id']} of {candidate} has no confidence interval "
+                            f"({ci_name!r}; run with --no-ci or --n-boot 0?). Rerun it with --n-boot 200 or more: "
+                            "without a CI the gate cannot tell a regression from noise.")
         verdicts.append(judge(t, metric, b, c, max_drop, higher))
     return verdicts
 

@@ -9,6 +9,7 @@ cannot be computed for a model (degenerate embedding, too few points) is recorde
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -125,7 +126,11 @@ def model_alignment(
     ii = _safe(err, "info_imbalance", lambda: information_imbalances(p_ref, p, graph_x=g_ref, graph_y=g))
     if ii is not None:
         values["info_imbalance_ref_to_model"], values["info_imbalance_model_to_ref"] = ii
-    ci = _safe(err, "cknna_to_ref_ci", lambda: alignment_ci(g, g_ref, "cknna", k=k, n_boot=n_boot))
+    ci = None
+    if n_boot == 0:
+        err["note.cknna_to_ref_ci"] = "no confidence interval: run with --no-ci (n_boot = 0)"
+    else:
+        ci = _safe(err, "cknna_to_ref_ci", lambda: alignment_ci(g, g_ref, "cknna", k=k, n_boot=n_boot))
     if ci is not None:
         values["cknna_to_ref_ci_low"], values["cknna_to_ref_ci_high"] = ci
     n = p.shape[0]
@@ -142,6 +147,26 @@ def model_alignment(
     return {name: float(v) for name, v in values.items() if v is not None and np.isfinite(v)}, err
 
 
+CRASH = "stage2"
+
+
+def contained(job: Callable[..., tuple[dict[str, float], dict[str, str]]], model: str, **kw: object
+              ) -> tuple[dict[str, float], dict[str, str]]:
+    """`job(**kw)`, with any exception it raises returned as the error `stage2` naming the model, so one
+    model's broken metrics cost only that model (a job of stage 2 itself, picklable for Ray)."""
+    try:
+        return job(**kw)
+    except Exception as exc:  # noqa: BLE001 - containment is the point
+        msg = " ".join(str(exc).split())[:800]
+        return {}, {CRASH: f"{type(exc).__name__} in {job.__name__} of model {model!r}: {msg}"}
+
+
+def _fail_if_crashed(r: ModelTaskResult, err: dict[str, str]) -> None:
+    if CRASH in err:
+        r.status, r.reason = "failed", err[CRASH]
+        print(f"[task {r.task}] {r.model}: failed in stage 2: {r.reason}", file=sys.stderr, flush=True)
+
+
 def align_task(results: list[ModelTaskResult], choice: ReferenceChoice, cfg: RunConfig, root: Path,
                executor: Executor) -> None:
     """Add geometry and alignment metrics to every ok result of one task and to its MLflow child run.
@@ -155,14 +180,17 @@ def align_task(results: list[ModelTaskResult], choice: ReferenceChoice, cfg: Run
         return
     label = f"[task {ok[0].task}] {executor.name}"
     n = len(ok[0].ids)
-    k, k_euc, knn_dir = min(cfg.k, n - 1), min(MLE_K, n - 1), root / "knn"
-    geometry = executor.map(model_geometry, [{"features": r.features, "cache_key": r.cache_key} for r in ok],
-                            {"k": k, "k_euc": k_euc, "knn_dir": knn_dir}, f"{label}: model_geometry")
+    k, k_euc, knn_dir = cfg.k, min(MLE_K, n - 1), root / "knn"  # k <= n - 1: checked by the run (check_k)
+    geometry = executor.map(contained, [{"model": r.model, "features": r.features, "cache_key": r.cache_key}
+                                        for r in ok],
+                            {"job": model_geometry, "k": k, "k_euc": k_euc, "knn_dir": knn_dir},
+                            f"{label}: model_geometry")
     usable = set()
     for r, (metrics, err) in zip(ok, geometry):
         r.metrics.update(metrics)
         r.errors = dict(err)
-        if "prepare" not in err and "knn_cosine" not in err:
+        _fail_if_crashed(r, err)
+        if r.status == "ok" and "prepare" not in err and "knn_cosine" not in err:
             usable.add(r.model)
 
     ref = next((r for r in ok if r.model == choice.model), None)
@@ -171,12 +199,13 @@ def align_task(results: list[ModelTaskResult], choice: ReferenceChoice, cfg: Run
         for r in todo:
             check_paired(r.ids, ref.ids, r.model, ref.model)
         aligned = executor.map(
-            model_alignment, [{"features": r.features, "cache_key": r.cache_key} for r in todo],
-            {"ref_features": ref.features, "ref_cache_key": ref.cache_key, "k": k, "knn_dir": knn_dir,
-             "n_boot": cfg.n_boot, "n_perm": cfg.n_perm}, f"{label}: model_alignment",
+            contained, [{"model": r.model, "features": r.features, "cache_key": r.cache_key} for r in todo],
+            {"job": model_alignment, "ref_features": ref.features, "ref_cache_key": ref.cache_key, "k": k,
+             "knn_dir": knn_dir, "n_boot": cfg.n_boot, "n_perm": cfg.n_perm}, f"{label}: model_alignment",
         )
         for r, (metrics, err) in zip(todo, aligned):
             r.metrics.update(metrics)
             r.errors.update(err)
+            _fail_if_crashed(r, err)
     for r in ok:
         record.log_alignment(r, choice)

@@ -14,7 +14,7 @@ import numpy as np
 from benchmark.embeddings import extract
 from benchmark.embeddings.cache import Embeddings
 from benchmark.embeddings.extract import ExtractResult
-from benchmark.errors import DataError, MatteralignError, ModelUnavailable
+from benchmark.errors import DataError, ModelUnavailable
 from benchmark.metrics.energy import energy_mae_per_atom, probe_energy_mae
 from benchmark.models import build_adapter
 from benchmark.models.base import ModelAdapter
@@ -61,17 +61,47 @@ def _embed_one(
     except ModelUnavailable as exc:
         res.status, res.reason = "skipped", str(exc)
         return res, None
-    except (MatteralignError, RuntimeError, ValueError, OSError, ImportError) as exc:
-        res.status, res.reason = "failed", f"{type(exc).__name__}: {exc}"
-        return res, None
+    except Exception as exc:  # noqa: BLE001 - any adapter bug (KeyError, not a class, abstract, SyntaxError) costs only this model
+        return _failed(res, entry, exc), None
     emb = out.embeddings
-    if emb.ids != ds.ids:
-        raise DataError(f"cache entry {emb.path} holds other sample ids than task {spec.name}; delete it and rerun")
-    res.features, res.ids, res.energies = emb.features, emb.ids, emb.energies
-    res.cache_key, res.reused = emb.key, out.reused
-    res.metrics["extract_seconds"] = out.seconds
-    energy_metrics(res, entry, spec, ds)
+    try:
+        if emb.ids != ds.ids:
+            raise DataError(f"cache entry {emb.path} holds other sample ids than task {spec.name}; delete it and rerun")
+        check_embeddings(emb.features, emb.energies, entry.key, len(ds))
+        res.features, res.ids, res.energies = emb.features, emb.ids, emb.energies
+        res.cache_key, res.reused = emb.key, out.reused
+        res.metrics["extract_seconds"] = out.seconds
+        energy_metrics(res, entry, spec, ds)
+    except Exception as exc:  # noqa: BLE001 - one model's bad output or metric never stops the run
+        res.features = res.energies = None
+        return _failed(res, entry, exc), None
     return res, emb
+
+
+def _failed(res: ModelTaskResult, entry: ModelEntry, exc: BaseException) -> ModelTaskResult:
+    """Mark the result failed with the exception type and message (the run's status line and child run
+    name the model)."""
+    msg = " ".join(str(exc).split())[:1000]
+    res.status, res.reason = "failed", f"{type(exc).__name__}: {msg}"
+    return res
+
+
+def check_embeddings(features: np.ndarray, energies: np.ndarray | None, model: str, n: int) -> None:
+    """DataError naming the model unless the features are n x d with d >= 1 and finite (and the energies, when
+    there are any, finite): a zero-width or non-finite embedding would otherwise crash or poison stage 2."""
+    f = np.asarray(features)
+    if f.ndim != 2 or f.shape[0] != n:
+        raise DataError(f"model {model!r} returned features of shape {f.shape}, expected ({n}, d)")
+    if f.shape[1] == 0:
+        raise DataError(f"model {model!r} returned zero-width embeddings ({n} x 0); check its layer / feature source")
+    bad = int((~np.isfinite(f)).any(axis=1).sum())
+    if bad:
+        raise DataError(f"model {model!r} returned non-finite features (NaN/inf) for {bad} of {n} structures")
+    if energies is not None:
+        e = np.asarray(energies, dtype=np.float64)
+        bad = int((~np.isfinite(e)).sum())
+        if bad:
+            raise DataError(f"model {model!r} returned non-finite energies (NaN/inf) for {bad} of {e.size} structures")
 
 
 def check_supported(adapter: ModelAdapter, ds: Dataset) -> None:

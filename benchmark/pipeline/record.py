@@ -2,12 +2,15 @@
 
 One parent run per invocation; one child run per (model, task), written when its embeddings exist (stage 1)
 and reopened once to add the stage-2 metrics and tags, so nothing computed is lost if a later step fails.
+A child with embeddings carries tag `complete` = `false` until the very end of its stage 2, and readers skip
+it until then, so a run that dies in between never reaches the board or the gate.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -63,7 +66,38 @@ def mark_experiment_kind(experiment: str) -> None:
 
 
 def parent_tags(sha: str) -> dict[str, str]:
-    return {S.KIND: S.Kind.PARENT, S.BENCHMARK_VERSION: __version__, S.GIT_SHA: sha}
+    """Kind, versions, and the host + pid of this process (how the next run recognises a dead parent)."""
+    return {S.KIND: S.Kind.PARENT, S.BENCHMARK_VERSION: __version__, S.GIT_SHA: sha,
+            S.HOST: socket.gethostname(), S.PID: str(os.getpid())}
+
+
+def mark_dead_parents(experiment: str) -> list[str]:
+    """Mark KILLED every RUNNING parent run of `experiment` started on this host by a process that no longer
+    exists, and its RUNNING child runs; returns their run ids. A parent of a live process, one from another
+    host, or one without host/pid tags is never touched."""
+    from mlflow.tracking import MlflowClient
+
+    from benchmark.embeddings.cache import pid_alive
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    host = socket.gethostname()
+    killed = []
+    for run in client.search_runs([exp.experiment_id], filter_string=f"{S.kind_filter(S.Kind.PARENT)} "
+                                  "and attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        pid = tags.get(S.PID, "")
+        if tags.get(S.HOST) != host or not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
+            continue
+        children = client.search_runs(
+            [exp.experiment_id], max_results=5000,
+            filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}' and attributes.status = 'RUNNING'")
+        for r in [*children, run]:
+            client.set_terminated(r.info.run_id, "KILLED")
+            killed.append(r.info.run_id)
+    return killed
 
 
 def parent_params(entries: list[ModelEntry], specs: list[TaskSpec], cfg: RunConfig, ref: str, fallback: str) -> dict:
@@ -113,6 +147,7 @@ def log_child(
         mlflow.set_tags({
             S.KIND: S.Kind.MODEL_TASK, S.MODEL: entry.key, S.TASK: spec.name, S.ROLE: res.role,
             S.STATUS: res.status, S.REASON: res.reason[:MAX_TAG], S.FAMILY: entry.family,
+            S.COMPLETE: S.COMPLETE_NO if res.status == "ok" else S.COMPLETE_YES,
             S.MODALITY: entry.modality, S.DOMAIN: entry.domain, S.BENCHMARK_VERSION: __version__,
             S.GIT_SHA: sha, S.CACHE_REUSED: str(res.reused).lower(),
             S.EXCLUDED: json.dumps(excluded, sort_keys=True)[:MAX_TAG],
@@ -182,8 +217,11 @@ def log_alignment(r: ModelTaskResult, choice: ReferenceChoice) -> None:
             S.IS_REFERENCE: str(r.model == choice.model).lower(),
             S.REFERENCE_REASON: choice.reason[:MAX_TAG],
         }
+        if r.status != "ok":
+            tags.update({S.STATUS: r.status, S.REASON: r.reason[:MAX_TAG]})
         tags.update({S.metric_tag(name): msg for name, msg in r.errors.items()})
         mlflow.set_tags(tags)
+        mlflow.set_tag(S.COMPLETE, S.COMPLETE_YES)  # last: until here, readers skip this run
 
 
 _DATASET_CACHE: dict[str, Any] = {}

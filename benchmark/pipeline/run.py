@@ -84,8 +84,7 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
     """Run every selected (model, task), log it to MLflow, and (optionally) regenerate the leaderboard."""
     import mlflow
 
-    if cfg.k < 1:
-        raise ConfigError(f"k must be a positive integer, got {cfg.k}")
+    check_options(cfg)
     models_file, source = _models(cfg)
     entries, ref_key, fallback = _entries(models_file, source, cfg)
     tasks, task_source = _tasks(cfg)
@@ -97,9 +96,12 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
         check_out_dir(Path(cfg.leaderboard_dir))  # a file in the way fails now, not after every model has run
     executor = executor_for(cfg)
     root = cfg.cache_dir or cache_root()
+    check_cache_dir(Path(root))
     record.leave_foreign_project_run(cfg.experiment, cfg.tracking_uri)
     uri, experiment = tracking.setup(cfg.tracking_uri, cfg.experiment)
     record.mark_experiment_kind(experiment)
+    for run_id in record.mark_dead_parents(experiment):
+        _say(f"marked run {run_id} KILLED: it was left RUNNING by a process of this host that no longer exists")
     sha = tracking.git_sha()
     results: list[ModelTaskResult] = []
     said: dict[tuple[str, str], str] = {}
@@ -118,6 +120,16 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
                 reason = f"task data could not be loaded: {type(exc).__name__}: {exc}"
                 skipped_tasks[spec.name] = reason
                 said[("", reason)] = spec.name
+                record.log_task_skipped(spec.name, reason)
+                _say(f"[task {spec.name}] skipped for every model; {reason}")
+                results.extend(ModelTaskResult(e.key, spec.name, "skipped", reason=reason,
+                                               role=spec.role_for(e.domain)) for e in entries)
+                continue
+            try:
+                check_k(cfg.k, spec.name, len(ds))
+            except ConfigError as exc:
+                reason = str(exc)
+                skipped_tasks[spec.name] = reason
                 record.log_task_skipped(spec.name, reason)
                 _say(f"[task {spec.name}] skipped for every model; {reason}")
                 results.extend(ModelTaskResult(e.key, spec.name, "skipped", reason=reason,
@@ -152,6 +164,46 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
         summary.leaderboard = _write_leaderboard(cfg, uri, experiment)
     print(ranked_summary(results, references))
     return summary
+
+
+def check_options(cfg: RunConfig) -> None:
+    """ConfigError for option values that would silently change what is measured: k < 1, a model or task named
+    twice, or no bootstrap resamples without the explicit no_ci (`--no-ci`)."""
+    if cfg.k < 1:
+        raise ConfigError(f"k must be a positive integer, got {cfg.k}")
+    for what, values in (("--models", cfg.models), ("--tasks", cfg.tasks)):
+        dup = sorted({v for v in values or [] if (values or []).count(v) > 1})
+        if dup:
+            raise ConfigError(f"{what} names {', '.join(map(repr, dup))} more than once; name each once")
+    if cfg.no_ci and cfg.n_boot != 0:
+        raise ConfigError(f"--no-ci runs without confidence intervals, but --n-boot {cfg.n_boot} asks for them; "
+                          "give one or the other")
+    if not cfg.no_ci and cfg.n_boot < 2:
+        raise ConfigError(f"--n-boot {cfg.n_boot}: the confidence intervals (which `matteralign check` needs) take "
+                          "at least 2 resamples; pass --no-ci to run without them on purpose")
+
+
+def check_cache_dir(root: Path) -> None:
+    """ConfigError unless the embedding cache `root` is (or can be made) a writable folder: a file in the way
+    or a read-only folder would otherwise fail every model one by one."""
+    fix = "pass --cache-dir (or set MATTERALIGN_CACHE) to a writable folder"
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"embedding cache {root} is a file, not a folder; {fix}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"embedding cache {root} is not writable ({type(exc).__name__}: {exc.strerror or exc}); "
+                          f"{fix}") from None
+
+
+def check_k(k: int, task: str, n: int) -> None:
+    """ConfigError unless k <= n - 1 on `task` (a kNN graph of n points has at most n - 1 neighbours per
+    point; cutting k silently would log one k and measure another)."""
+    if k > n - 1:
+        raise ConfigError(f"--k {k} is larger than n - 1 = {n - 1} on task {task!r} (n = {n} structures); "
+                          f"pass --k {max(n - 1, 1)} or less, or a larger --n-samples for {task}")
 
 
 def check_n_samples(cfg: RunConfig, tasks: dict[str, TaskSpec], source: str) -> None:

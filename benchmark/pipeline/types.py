@@ -25,6 +25,8 @@ class RunConfig:
     seed: int | None = None
     k: int = 10
     n_boot: int = 200
+    #: run without confidence intervals (n_boot must then be 0); the gate refuses such runs
+    no_ci: bool = False
     #: IDCor permutations (p-value floor 1 / (n_perm + 1) = 0.01): ~2.3 ms each at n = 1,000, so 99 add ~0.2 s to
     #: a model's ~1.2 s stage 2 there; 999 would add ~2.3 s, twice the rest of stage 2 (pass --n-perm 999 for 0.001)
     n_perm: int = 99
@@ -87,11 +89,31 @@ class RunSummary:
     skipped_tasks: dict[str, str] = field(default_factory=dict)
 
     def exit_code(self) -> int:
-        """0: every task ran and no (model, task) failed (a model that cannot run here is a skip, as
-        `matteralign models` reports, and does not count); 1: some (model, task) failed or a task's data could
-        not be loaded; 2: nothing usable (no (model, task) produced embeddings)."""
-        if not any(r.status == "ok" for r in self.results):
-            return 2
-        if self.skipped_tasks or any(r.status == "failed" for r in self.results):
-            return 1
-        return 0
+        """0: every task ran, each with a reference, and no (model, task) failed (a model that cannot run here
+        is a skip, as `matteralign models` reports, and does not count); 1: some (model, task) failed, a task's
+        data could not be loaded, or a task that ran has no reference (no alignment there); 2: nothing usable
+        (no (model, task) produced embeddings, or no task that produced them has a reference)."""
+        return self._verdict()[0]
+
+    def exit_message(self) -> str:
+        """One line saying why the exit status is not 0 ("" when it is)."""
+        return self._verdict()[1]
+
+    def _verdict(self) -> tuple[int, str]:
+        ok = [r for r in self.results if r.status == "ok"]
+        if not ok:
+            why = next((r.reason for r in self.results if r.reason), "no model was selected")
+            return 2, f"nothing usable: no (model, task) produced embeddings (e.g. {why[:300]})"
+        no_ref = sorted({r.task for r in ok if not (c := self.references.get(r.task)) or not c.model})
+        if len(no_ref) == len({r.task for r in ok}):
+            why = self.references[no_ref[0]].reason if no_ref[0] in self.references else "none chosen"
+            return 2, f"nothing usable: no task has a reference, so no alignment was computed ({no_ref[0]}: {why[:300]})"
+        failed = sorted({f"{r.model}/{r.task}" for r in self.results if r.status == "failed"})
+        parts = []
+        if failed:
+            parts.append(f"{len(failed)} (model, task) failed: {', '.join(failed[:8])}")
+        if self.skipped_tasks:
+            parts.append(f"task(s) not loaded: {', '.join(sorted(self.skipped_tasks))}")
+        if no_ref:
+            parts.append(f"no reference (no alignment) on {', '.join(no_ref)}")
+        return (1, "; ".join(parts)) if parts else (0, "")

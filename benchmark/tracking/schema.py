@@ -60,6 +60,13 @@ MODEL_KEY = tag("model_key")
 EXCLUDED = tag("excluded")
 TASK_SKIPPED = tag("task_skipped")
 CHECKPOINT_SHA256 = tag("checkpoint_sha256")
+COMPLETE = tag("complete")
+HOST = tag("host")
+PID = tag("pid")
+
+#: values of the `complete` tag: a child run is `false` from stage 1 until the very end of its stage 2
+COMPLETE_YES = "true"
+COMPLETE_NO = "false"
 
 #: MLflow 3's experiment-type tag and the value that opens the UI on training runs (not the GenAI view)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -105,6 +112,8 @@ TAGS: dict[str, list[Field]] = {
 kind: `parent`
 benchmark_version: the benchmark's version
 git_sha: the commit the run was made from
+host: the host the run's process ran on
+pid: the run's process id on that host (a RUNNING parent whose process is gone is marked KILLED by the next run)
 reference.<task>: model key used as reference on that task, or `none`
 reference_reason.<task>: why: `configured reference`, or the auto fallback and why the configured one did not run
 param.<name>: the value used, when `mlflow run` had already logged param <name> with another value (e.g. `models`)
@@ -117,6 +126,7 @@ task: the task name
 role: `id` or `ood`, from the task's roles and the model's domain
 status: `ok`, `skipped` or `failed`
 reason: why skipped or failed
+complete: `false` from stage 1 until the end of its stage 2, then `true`; readers skip `false` runs (a crashed run never reaches the board or the gate); absent on runs written before this tag existed, which count as complete
 family: the model family
 modality: the model's input modality
 domain: the model's training domain
@@ -259,7 +269,7 @@ def render_markdown(metrics: Sequence[Any]) -> str:
         "## Result identity",
         "",
         f"A result is identified by ({', '.join(IDENTITY)}). Readers take the newest finished child run for each",
-        "identity and never mix task or benchmark versions.",
+        "identity (skipping incomplete ones: tag `complete` = `false`) and never mix task or benchmark versions.",
         "",
     ]
     return "\n".join(lines)
