@@ -56,6 +56,21 @@ class Sample:
         atoms.info["charge"] = self.charge
         return atoms
 
+    def to_structure(self, vacuum: float):
+        """The sample as a pymatgen Structure: its own cell when periodic, else a box with `vacuum` A around it
+        (for crystal models that need a lattice to embed a molecule)."""
+        if self.numbers is None or self.positions is None:
+            raise ValueError(f"sample {self.id!r} has no 3D structure")
+        from pymatgen.core import Lattice, Structure
+
+        numbers = [int(z) for z in self.numbers]
+        positions = np.asarray(self.positions, dtype=np.float64)
+        if self.pbc:
+            return Structure(Lattice(np.asarray(self.cell, float)), numbers, positions, coords_are_cartesian=True)
+        shifted = positions - positions.min(axis=0)
+        lattice = Lattice(np.diag(shifted.max(axis=0) + vacuum))
+        return Structure(lattice, numbers, shifted + vacuum / 2, coords_are_cartesian=True)
+
     def content(self) -> dict[str, Any]:
         """A JSON-able view of everything a model could read; the basis of the data digest."""
         return {

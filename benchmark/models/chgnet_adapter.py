@@ -96,18 +96,6 @@ class CHGNetAdapter(ModelAdapter):
             return f"an atom has no neighbour within this CHGNet's {self.cutoff:g} A graph cutoff"
         return None
 
-    def structure(self, sample: Sample):
-        """The sample as a pymatgen Structure: its own cell when periodic, else a box with `vacuum` around it."""
-        from pymatgen.core import Lattice, Structure
-
-        numbers = [int(z) for z in sample.numbers]
-        positions = np.asarray(sample.positions, dtype=np.float64)
-        if sample.pbc:
-            return Structure(Lattice(np.asarray(sample.cell, float)), numbers, positions, coords_are_cartesian=True)
-        shifted = positions - positions.min(axis=0)
-        lattice = Lattice(np.diag(shifted.max(axis=0) + self.vacuum))
-        return Structure(lattice, numbers, shifted + self.vacuum / 2, coords_are_cartesian=True)
-
     def _chunks(self, samples: Sequence[Sample]) -> list[list[int]]:
         chunks: list[list[int]] = [[]]
         atoms = 0
@@ -125,7 +113,7 @@ class CHGNetAdapter(ModelAdapter):
         features = np.zeros((len(samples), self.dim))
         energies = np.zeros(len(samples))
         for chunk in self._chunks(samples) if samples else []:
-            graphs = [self.model.graph_converter(self.structure(samples[i])).to(self.device) for i in chunk]
+            graphs = [self.model.graph_converter(samples[i].to_structure(self.vacuum)).to(self.device) for i in chunk]
             n_atoms = np.array([samples[i].n_atoms for i in chunk], dtype=np.float64)
             self._captured.clear()
             with torch.no_grad():
