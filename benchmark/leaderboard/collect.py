@@ -17,6 +17,7 @@ import pandas as pd
 
 from benchmark import tracking
 from benchmark.errors import MatteralignError
+from benchmark.registry.schema import BoardSpec
 from benchmark.tracking import schema as S
 
 IDENTITY = list(S.IDENTITY)
@@ -25,7 +26,7 @@ TAG_COLUMNS = {
     "model": S.MODEL, "task": S.TASK, "role": S.ROLE, "status": S.STATUS, "reason": S.REASON,
     "family": S.FAMILY, "modality": S.MODALITY, "domain": S.DOMAIN, "reference": S.REFERENCE,
     "is_reference": S.IS_REFERENCE, "benchmark_version": S.BENCHMARK_VERSION, "cache_reused": S.CACHE_REUSED,
-    "complete": S.COMPLETE,
+    "complete": S.COMPLETE, "board": S.BOARD, "exploration": S.EXPLORATION, "exploration_reason": S.EXPLORATION_REASON,
 }
 PARAM_COLUMNS = [S.P[p] for p in (
     "model_name", "model_version", "checkpoint_digest", "task_version", "data_digest", "ids_digest",
@@ -169,6 +170,9 @@ class Board:
     roles: dict[str, dict[str, str]] = field(default_factory=dict)
     #: what the reader skipped and why (incomplete runs), for the board's notes
     notes: list[str] = field(default_factory=list)
+    #: the frozen board definition these results were selected for (None: the provisional board of runs made
+    #: without one)
+    definition: BoardSpec | None = None
 
 
 def select_board(frame: pd.DataFrame, benchmark_version: str | None = None) -> Board:

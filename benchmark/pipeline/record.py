@@ -151,6 +151,9 @@ def log_child(
             S.MODALITY: entry.modality, S.DOMAIN: entry.domain, S.BENCHMARK_VERSION: __version__,
             S.GIT_SHA: sha, S.CACHE_REUSED: str(res.reused).lower(),
             S.EXCLUDED: json.dumps(excluded, sort_keys=True)[:MAX_TAG],
+            S.BOARD: res.board,
+            S.EXPLORATION: str(bool(res.exploration)).lower(),
+            S.EXPLORATION_REASON: res.exploration[:MAX_TAG],
         })
         params: dict[str, Any] = {
             "model_key": entry.key, "model_name": entry.name, "model_version": entry.version,

@@ -44,6 +44,8 @@ class RunConfig:
     build_envs: bool = False
     ray_address: str | None = None
     workers: int | None = None
+    #: the frozen board definition: a path, None = `resolve_board_file()` (leaderboard/board.yaml), "none" = no board
+    board_file: Path | str | None = None
 
     def n_for(self, task: str) -> int | None:
         """The sample size asked for on `task` (None: the task's own)."""
@@ -70,6 +72,10 @@ class ModelTaskResult:
     reused: bool = False
     errors: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: the frozen board whose task this is ("<name>@<version>"; "" when the task is on no board)
+    board: str = ""
+    #: why this result is an exploration run, not a board result ("" = a board result, or no board)
+    exploration: str = ""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from benchmark.errors import ConfigError
-from benchmark.registry.schema import ModelEntry, ModelsFile, TaskSpec
+from benchmark.registry.schema import BoardSpec, ModelEntry, ModelsFile, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: where a built wheel keeps its copies of models.yaml and tasks/ (see setup.py)
 PACKAGED = Path(__file__).resolve().parents[1] / "_defaults"
 MODELS_FILE_NAME = "models.yaml"
+#: the frozen board definition, relative to the project root (or the current directory)
+BOARD_FILE_NAME = "leaderboard/board.yaml"
 
 
 def _package_file(name: str) -> Path:
@@ -36,6 +38,7 @@ def _package_file(name: str) -> Path:
 #: the package's own registries (not the current directory's: see resolve_models_file)
 DEFAULT_MODELS = _package_file(MODELS_FILE_NAME)
 DEFAULT_TASKS_DIR = _package_file("tasks")
+DEFAULT_BOARD = _package_file(BOARD_FILE_NAME)
 #: values a registry file may hold after alias expansion (the real ones hold a few thousand)
 MAX_NODES = 200_000
 
@@ -209,3 +212,31 @@ def import_object(spec: str, what: str) -> Any:
 
 def models_by_key(models: ModelsFile) -> dict[str, ModelEntry]:
     return {m.key: m for m in models.models}
+
+
+def resolve_board_file(path: str | Path | None = None) -> Path | None:
+    """The board definition in force: `path` when given (it must exist), else ``./leaderboard/board.yaml`` when
+    present, else the package's (`DEFAULT_BOARD`) when present, else None (no frozen board yet)."""
+    if path:
+        chosen = Path(path)
+        if not chosen.is_file():
+            raise ConfigError(f"board file {chosen}: not found. Freeze one with `matteralign board freeze`, or drop "
+                              "--board to use leaderboard/board.yaml.")
+        return chosen.resolve()
+    for candidate in (Path.cwd() / BOARD_FILE_NAME, DEFAULT_BOARD):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def load_board(path: str | Path) -> BoardSpec:
+    """A validated board definition (strict schema: unknown keys rejected, k in k_reported, tasks named)."""
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of board fields (name, version, k, tasks, ...), "
+                          f"got {type(data).__name__}.")
+    try:
+        return BoardSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(path, exc, data) from None

@@ -135,3 +135,65 @@ class TaskSpec(Strict):
     def role_for(self, domain: str) -> str:
         """id/ood for a model domain; a domain the task does not name is out of distribution."""
         return self.roles.get(domain, "ood")  # type: ignore[call-overload]
+
+
+class BoardReference(Strict):
+    """A task's pinned reference: the model key, the digest of its weights, and the cache key of its embedding."""
+
+    model: str
+    checkpoint_digest: str = Field(min_length=1)
+    cache_key: str = Field(description="content-addressed embedding cache key of the reference on the board's sample")
+    reason: str = Field(description="how the reference was chosen when the board was frozen")
+
+
+class BoardTask(Strict):
+    """One task of a board: its version and the exact sample (size, seed, ids digest) every result must use."""
+
+    version: str
+    n_samples: int = Field(ge=3)
+    seed: int
+    ids_digest: str = Field(min_length=1, description="benchmark.structures.ids_digest of the sample ids, in order")
+    data_digest: str = ""
+    reference: BoardReference
+
+
+class BoardSpec(Strict):
+    """A frozen benchmark definition (leaderboard/board.yaml): what every board result is measured on and against.
+
+    Built once from a finished run (`matteralign board freeze`, or the default run when no board exists) and
+    never edited: a different task sample or reference is a new `version`.
+    """
+
+    name: str = "matteralign"
+    version: int = Field(ge=1)
+    benchmark_version: str
+    k: int = Field(ge=1, description="the k of cknna_to_ref / mutual_knn_to_ref, the ranked metric")
+    k_reported: list[int] = Field(description="every k at which CKNNA is reported (one k_max graph serves all)")
+    ranked_metric: str = "cknna_to_ref"
+    aggregation: Literal["mean"] = Field("mean", description="how a model's per-task scores become its board score")
+    coverage: Literal["all_tasks"] = Field(
+        "all_tasks", description="a model is ranked only with a board result on every task of the board"
+    )
+    created: str = ""
+    source_run: str = Field("", description="the MLflow parent run the board was frozen from")
+    tasks: dict[str, BoardTask]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_key(v, "board name")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "BoardSpec":
+        if not self.tasks:
+            raise ValueError("a board needs at least one task")
+        if self.k not in self.k_reported:
+            raise ValueError(f"k_reported {self.k_reported} must include k = {self.k}")
+        for name in self.tasks:
+            check_key(name, "task name")
+        return self
+
+    @property
+    def id(self) -> str:
+        """"<name>@<version>", the value of a board run's tag `matteralign.board`."""
+        return f"{self.name}@{self.version}"

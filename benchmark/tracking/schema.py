@@ -28,6 +28,7 @@ class Kind:
     LEADERBOARD = "leaderboard"
     REPORT = "report"
     CONVERGENCE_TRAIN = "convergence-train"
+    BOARD = "board"
 
 
 RUN_KINDS: dict[str, str] = {
@@ -37,6 +38,7 @@ RUN_KINDS: dict[str, str] = {
     Kind.LEADERBOARD: "one per written leaderboard: its files and figures",
     Kind.REPORT: "one per `matteralign reproduce`: the report, its claims and verdicts",
     Kind.CONVERGENCE_TRAIN: "one per trained small MLIP of the convergence experiment",
+    Kind.BOARD: "one per frozen board version: the board definition and its pinned references' embeddings and kNN graphs",
 }
 
 # --- tag names (without the prefix); per-task / per-metric ones take a suffix via tag(f"{X}.{suffix}") ---
@@ -58,6 +60,11 @@ REFERENCE_REASON = tag("reference_reason")
 TASK_VERSION = tag("task_version")
 MODEL_KEY = tag("model_key")
 EXCLUDED = tag("excluded")
+#: the frozen board a child run was measured on ("<name>@<version>"; "" when its task is on no board)
+BOARD = tag("board")
+#: "true" when a child run on a board task is not a board result (other ids, size, seed or k), with the reason
+EXPLORATION = tag("exploration")
+EXPLORATION_REASON = tag("exploration_reason")
 TASK_SKIPPED = tag("task_skipped")
 CHECKPOINT_SHA256 = tag("checkpoint_sha256")
 COMPLETE = tag("complete")
@@ -137,6 +144,9 @@ excluded: JSON {reason: count} of the candidate structures the task's sampler le
 reference: the model key the alignment metrics were computed against, or `none`
 is_reference: `true` when this model is the task's reference
 reference_reason: why that reference
+board: the frozen board (`<name>@<version>`) whose task this run measured, `` when the task is on no board
+exploration: `true` when the run is not a board result (other sample ids, size, seed or k than the board's): visible in MLflow, never ranked or gated; `false` for a board result
+exploration_reason: why the run is an exploration run
 metric_error.<metric>: why a metric has no number (a metric is never logged as NaN)
 warning.<metric>: a numerical warning raised while computing a metric
 note.<metric>: how a metric was computed when it deviates from the default (e.g. a declared subsample)
@@ -157,6 +167,12 @@ benchmark_version: the benchmark's version
 git_sha: the commit the run was made from
 source.<name>: the parent run id of the runs the report used (`benchmark`, `convergence`)
 verdict.<claim>: the verdict on each claim of the paper
+"""),
+    Kind.BOARD: _f("""
+kind: `board`
+board: the board id, `<name>@<version>`
+benchmark_version: the benchmark version the board was frozen with
+source.run: the parent run the board was frozen from
 """),
     Kind.CONVERGENCE_TRAIN: _f("""
 kind: `convergence-train`
@@ -222,6 +238,11 @@ embeddings/<task>.energies.npy: predicted energies (models with an energy head)
 model_entry.json: the models.yaml entry
 task_spec.json: the task YAML
 """),
+    Kind.BOARD: _f("""
+board.yaml: the frozen board definition (also committed as leaderboard/board.yaml)
+reference/<task>.npy: the pinned reference's float32 embeddings of the board's sample of that task
+reference/<task>.ids.json: the board's sample ids of that task, in row order
+"""),
     Kind.COMPARE: _f("""
 matrices/<metric>.csv: the cknna, mutual_knn and cka matrices
 figures/cknna_<task>.png: heatmap; figures/dendrogram_<task>.png with 3 or more models
@@ -229,7 +250,7 @@ figures/cknna_<task>.png: heatmap; figures/dendrogram_<task>.png with 3 or more 
 }
 
 #: a result's identity; readers take the newest finished child run per identity
-IDENTITY = ("model", "checkpoint_digest", "task", "task_version", "benchmark_version")
+IDENTITY = ("model", "checkpoint_digest", "task", "task_version", "benchmark_version", "board", "ids_digest")
 
 
 def render_markdown(metrics: Sequence[Any]) -> str:
