@@ -119,6 +119,10 @@ class TaskSpec(Strict):
     reference: str | None = Field(
         None, description="model key taken as this task's reference when it ran (before models.yaml reference.model)"
     )
+    track: str = Field(
+        "main", description="the board track (a frozen set of tasks ranked together, e.g. materials, molecules, "
+        "proteins): a model is ranked in a track only with a result on every task of it"
+    )
 
     @field_validator("name")
     @classmethod
@@ -177,6 +181,9 @@ class BoardSpec(Strict):
     created: str = ""
     source_run: str = Field("", description="the MLflow parent run the board was frozen from")
     tasks: dict[str, BoardTask]
+    tracks: dict[str, list[str]] = Field(
+        description="track name -> its tasks; a model is ranked in a track only with a board result on each of them"
+    )
 
     @field_validator("name")
     @classmethod
@@ -191,6 +198,15 @@ class BoardSpec(Strict):
             raise ValueError(f"k_reported {self.k_reported} must include k = {self.k}")
         for name in self.tasks:
             check_key(name, "task name")
+        for track, names in self.tracks.items():
+            check_key(track, "track name")
+            unknown = [t for t in names if t not in self.tasks]
+            if unknown or not names:
+                raise ValueError(f"track {track!r} lists {unknown or 'no tasks'}: every task of a track must be a "
+                                 "task of the board")
+        orphans = sorted(set(self.tasks) - {t for names in self.tracks.values() for t in names})
+        if orphans:
+            raise ValueError(f"task(s) {orphans} are in no track; every board task belongs to a track")
         return self
 
     @property
