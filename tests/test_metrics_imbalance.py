@@ -1,4 +1,4 @@
-"""Information imbalance and IDCor: dense references from the contract, DADApy where installed."""
+"""Information imbalance: dense references from the contract, DADApy where installed (IDCor: test_metrics_idcor.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from benchmark.errors import DataError
-from benchmark.metrics import idcor, idcor_test, information_imbalance
+from benchmark.metrics import information_imbalance
 from tests.test_metrics_id import dadapy_module
 
 
@@ -71,28 +71,6 @@ def test_imbalance_errors():
         information_imbalance(X, Y[:-1])
     with pytest.raises(DataError, match="k < n"):
         information_imbalance(X, Y, k=50)
-
-
-def test_idcor_dependent_vs_independent():
-    rng = np.random.default_rng(0)
-    Z = rng.standard_normal((600, 2))
-    X = Z @ rng.standard_normal((2, 5))
-    Y = np.tanh(Z @ rng.standard_normal((2, 5)))
-    corr, p = idcor(X, Y, n_perm=9, seed=1)
-    assert corr > 0.8 and p == pytest.approx(0.1)
-    W = rng.standard_normal((600, 2))
-    corr0, p0 = idcor(X, W, n_perm=9, seed=1)
-    assert abs(corr0) < 0.2 and p0 > 0.1
-    assert idcor(X, Y, n_perm=9, seed=1) == (corr, p)
-
-
-def test_idcor_errors():
-    X, Y = _views(40, 0)
-    with pytest.raises(DataError, match="same rows"):
-        idcor(X, Y[:-1])
-    X[0, 0] = np.nan
-    with pytest.raises(DataError, match="NaN"):
-        idcor(X, Y)
 
 
 def test_both_directions_in_one_pass_equal_two_single_calls():
@@ -202,58 +180,42 @@ def test_exact_at_50000_without_subsample():
         assert ranks[i, 0] == 1 + np.sum(d < d[j]) + np.sum((d == d[j]) & (np.arange(n) < j))
 
 
-def _dependent(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    Z = rng.standard_normal((n, 2))
-    return Z @ rng.standard_normal((2, 5)), np.tanh(Z @ rng.standard_normal((2, 5)))
+def test_many_models_share_the_reference_pass(monkeypatch):
+    """information_imbalances_many: each model's pair equals information_imbalances (and the dense sort),
+    from M + 1 distance passes (one per space: the reference's serves every model), not 2 M."""
+    import benchmark.metrics.imbalance as imb
+    from benchmark.knn import knn_graph, prepare_features
+    from benchmark.metrics import information_imbalances, information_imbalances_many
 
+    X, _ = _views(260, 9)
+    rng = np.random.default_rng(9)
+    models = [np.tanh(X @ rng.standard_normal((5, 4))) + s * rng.standard_normal((260, 4)) for s in (0.05, 0.3, 1.0)]
+    spaces = []
+    real = imb._Space.__init__
 
-def test_idcor_pvalue_reaches_its_floor():
-    X, Y = _dependent(300, 3)
-    r = idcor_test(X, Y)
-    assert r.n_perm == 999 and r.p_floor == pytest.approx(0.001) and r.p_value == pytest.approx(0.001)
-    assert idcor(X, Y) == (r.corr, r.p_value)
-    assert r.corr == pytest.approx((r.id_x + r.id_y - r.id_joint) / max(r.id_x, r.id_y))
+    def spy(self, Z):
+        spaces.append(Z)
+        real(self, Z)
 
-
-def test_idcor_null_is_calibrated_under_independence():
-    """Independent pairs: p-values spread over (0, 1] (a biased null would pile them up near 0 or 1)."""
-    ps = []
-    from benchmark.metrics.idcor import _block_size
-
-    assert _block_size(512) == 8 and _block_size(120) == 2
-    for seed in range(30):
-        rng = np.random.default_rng(100 + seed)
-        n = 512 if seed % 2 else 120  # 512: permutations of 8-row blocks; 120: of single rows (element gather)
-        ps.append(idcor(rng.standard_normal((n, 3)), rng.standard_normal((n, 3)), n_perm=99, seed=seed)[1])
-    ps = np.array(ps)
-    assert 0.3 < ps.mean() < 0.7
-    assert np.mean(ps <= 0.1) < 0.3 and np.mean(ps > 0.5) > 0.25
-
-
-def test_idcor_null_distances_reproduce_the_exact_joint_id():
-    """The null's float32 distance path, on the identity permutation, gives the exact observed joint ID."""
-    from benchmark.metrics.idcor import _id, _sq_dists, _standardise, _twonn_from_r
-
-    X, Y = _dependent(400, 5)
-    Xs, Ys = _standardise(X), _standardise(Y)
-    J = _sq_dists(Xs) + _sq_dists(Ys)
-    np.fill_diagonal(J, np.inf)
-    P = np.sort(J, axis=1)
-    assert _twonn_from_r(P[:, 0], P[:, 1]) == pytest.approx(_id(np.hstack([Xs, Ys])), rel=1e-6)
-
-
-def test_idcor_subsample_is_declared():
-    X, Y = _dependent(90, 1)
-    with pytest.warns(UserWarning, match="subsample of 50 points"):
-        r = idcor_test(X, Y, n_perm=19, max_n=50)
-    assert r.n == 50 and r.p_floor == pytest.approx(0.05)
-    with pytest.raises(ValueError, match="n_perm"):
-        idcor_test(X, Y, n_perm=0)
-
-
-def test_idcor_does_not_depend_on_threads():
-    X, Y = _dependent(512, 9)
-    W = np.random.default_rng(1).standard_normal((512, 4))
-    assert idcor_test(X, W, n_perm=30, threads=1) == idcor_test(X, W, n_perm=30, threads=3)
-    assert idcor_test(X, Y, n_perm=30, threads=2).p_value == pytest.approx(1 / 31)
+    monkeypatch.setattr(imb._Space, "__init__", spy)
+    for k in (1, 2):
+        spaces.clear()
+        got = information_imbalances_many(X, models, k, block_size=64)
+        assert len(spaces) == len(models) + 1
+        for (xy, yx), M in zip(got, models):
+            assert (xy, yx) == information_imbalances(X, M, k, block_size=64)
+            assert (xy, yx) == (pytest.approx(dense_imbalance(X, M, k), abs=1e-12),
+                                pytest.approx(dense_imbalance(M, X, k), abs=1e-12))
+    P = prepare_features(X)
+    Q = [prepare_features(M) for M in models]
+    with_graphs = information_imbalances_many(P, Q, 2, graph_ref=knn_graph(P, 5), graphs=[knn_graph(q, 5) for q in Q])
+    assert with_graphs == information_imbalances_many(P, Q, 2)
+    assert information_imbalances_many(X, []) == []
+    to_ref = imb.imbalances_to_reference(X, [knn_graph(M, 3, metric="euclidean") for M in models], 2, block_size=64)
+    assert to_ref == [yx for _, yx in information_imbalances_many(X, models, 2)]
+    with pytest.raises(DataError, match=r"graphs\[0\] has n=259"):
+        imb.imbalances_to_reference(X, [knn_graph(models[0][:-1], 3)])
+    with pytest.raises(DataError, match="graphs has 1 entries for 3 models"):
+        information_imbalances_many(X, models, graphs=[None])
+    with pytest.raises(DataError, match=r"models\[1\] has 259 rows"):
+        information_imbalances_many(X, [models[0], models[1][:-1]])

@@ -7,6 +7,7 @@ from benchmark.metrics.checks import check_paired
 from benchmark.metrics.cka import linear_cka
 from benchmark.metrics.idcor import IdcorResult, idcor, idcor_test
 from benchmark.metrics.imbalance import information_imbalance, information_imbalance_ranks, information_imbalances
+from benchmark.metrics.imbalance import imbalances_to_reference, information_imbalances_many
 from benchmark.metrics.intrinsic_dim import mle_id, twonn
 from benchmark.metrics.knn_alignment import alignment_ci, cknna, mutual_knn
 from benchmark.metrics.registry import METRICS, MetricInfo, direction
@@ -21,9 +22,11 @@ __all__ = [
     "direction",
     "idcor",
     "idcor_test",
+    "imbalances_to_reference",
     "information_imbalance",
     "information_imbalance_ranks",
     "information_imbalances",
+    "information_imbalances_many",
     "linear_cka",
     "mle_id",
     "mutual_knn",

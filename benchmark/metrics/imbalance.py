@@ -6,6 +6,10 @@ over the other space's Gram matrix counts, for every query, the points inside it
 Each block pair (a, b) of the upper triangle is multiplied once and counts for the queries of both a and b.
 The products run in float32; entries whose float32 score lies within a rigorous rounding bound of the
 threshold are recounted from exact float64 distances, so the counts are those of exact arithmetic.
+
+Delta(X -> Y) counts in Y's distances and Delta(Y -> X) in X's: one pass per space. Counters that count in
+the same space share its pass, so `information_imbalances_many(ref, models)` makes M + 1 passes for M
+models (the reference's serves all of them) instead of 2 M.
 """
 
 from __future__ import annotations
@@ -42,22 +46,35 @@ def _neighbours(Z: np.ndarray, g: KnnGraph | None, k: int, name: str) -> np.ndar
     return g.indices[:, :k]
 
 
-class _Counter:
-    """Counts, for query rows q and thresholds c[q, t] = |z_q - z_j(q,t)|^2, the points l != q with
-    |z_q - z_l|^2 < c[q, t], or equal to it with l < j(q, t): rank(j) - 1 of the contract (ties by index)."""
+class _Space:
+    """One space's features as the counting passes read them: float64 rows for the exact recount, a float32
+    copy for the products (no copy when already float32), squared norms in both precisions, the row norms."""
 
-    def __init__(self, Z: np.ndarray, nbrs: np.ndarray) -> None:
+    def __init__(self, Z: np.ndarray) -> None:
         self.Z = Z
         self.Z32 = np.ascontiguousarray(Z, dtype=np.float32)
+        self.sq = np.einsum("ij,ij->i", Z, Z, dtype=np.float64)
+        self.sq32 = self.sq.astype(np.float32)
+        self.norm = np.sqrt(self.sq)
+
+
+class _Counter:
+    """Counts, for query rows q and thresholds c[q, t] = |z_q - z_j(q,t)|^2 in `space`, the points l != q with
+    |z_q - z_l|^2 < c[q, t], or equal to it with l < j(q, t): rank(j) - 1 of the contract (ties by index).
+    nbrs (the j's) come from the other space's kNN graph."""
+
+    def __init__(self, space: _Space, nbrs: np.ndarray) -> None:
+        self.space = space
+        Z = space.Z
+        self.Z = Z
         self.nbrs = nbrs
         n, d = Z.shape
-        sq = np.einsum("ij,ij->i", Z, Z, dtype=np.float64)
-        self.sq32 = sq.astype(np.float32)
+        sq = space.sq
         self.c = np.empty(nbrs.shape)
         for a in range(0, n, 4096):
             diff = Z[nbrs[a : a + 4096]].astype(np.float64) - Z[a : a + 4096, None, :]
             self.c[a : a + 4096] = np.einsum("ijk,ijk->ij", diff, diff)
-        norm = np.sqrt(sq)
+        norm = space.norm
         m = float(norm.max())
         # |H32 - H| for H = |z_l|^2 - 2 z_q.z_l: float32 inputs and GEMM (gamma_d), the add, the threshold's cast
         tol = (2 * d + 16) * _U32 * m * (norm + m)[:, None] + 4 * _U32 * (np.abs(self.c) + sq[:, None])
@@ -70,15 +87,17 @@ class _Counter:
     def add(self, H: np.ndarray, q: np.ndarray, cols: np.ndarray, mask: np.ndarray, axis: int = 1) -> None:
         """Fold a float32 score block into the counts: H[r, s] = |z_cols[s]|^2 - 2 z_q[r].z_cols[s] (axis 1),
         or H[s, r] for axis 0 (queries along the columns, no transposed copy); +inf where cols[s] == q[r].
-        mask: a bool buffer of H's shape (no allocation per block: fresh pages cost as much as the compares)."""
+        mask: a bool buffer of H's shape (no allocation per block: fresh pages cost as much as the compares).
+        The mask sums run in uint16 (2.7x faster than int64 on a 4096 x 4096 block), so a block has < 65,536 rows."""
+        m8 = mask.view(np.uint8)
         for t in range(self.nbrs.shape[1]):
             lo, hi = self.lo[q, t], self.hi[q, t]
             lo_b, hi_b = (lo[:, None], hi[:, None]) if axis == 1 else (lo[None, :], hi[None, :])
             np.less(H, lo_b, out=mask)
-            below = mask.sum(axis=axis, dtype=np.int64)
+            below = m8.sum(axis=axis, dtype=np.uint16).astype(np.int64)
             self.count[q, t] += below
             np.less_equal(H, hi_b, out=mask)
-            rows = np.flatnonzero(mask.sum(axis=axis, dtype=np.int64) - below)
+            rows = np.flatnonzero(m8.sum(axis=axis, dtype=np.uint16) != below)
             if rows.size == 0:
                 continue
             if axis == 1:
@@ -97,33 +116,40 @@ class _Counter:
 
 
 def _count_all(counters: list[_Counter], block: int) -> None:
-    """Every query's counts, one float32 product per block pair (a <= b) of the upper triangle per counter.
-    The block buffers are allocated once and reused."""
+    """Every query's counts. Counters are grouped by the space they count in: one float32 product per block
+    pair (a <= b) of the upper triangle per space, folded into every counter of that space (so the reference's
+    pass serves all models of a task). The block buffers are allocated once and reused."""
     n = counters[0].Z.shape[0]
-    block = min(block, n)
+    block = min(block, n, 65535)
     G = np.empty((block, block), dtype=np.float32)
     H = np.empty_like(G)
     mask = np.empty(G.shape, dtype=bool)
     starts = list(range(0, n, block))
-    for a in starts:
-        ea = min(a + block, n)
-        qa = np.arange(a, ea)
-        left = [-2 * cnt.Z32[a:ea] for cnt in counters]
-        for b in starts:
-            if b < a:
-                continue
-            eb = min(b + block, n)
-            qb = np.arange(b, eb)
-            g, h, m = G[: ea - a, : eb - b], H[: ea - a, : eb - b], mask[: ea - a, : eb - b]
-            for cnt, za in zip(counters, left):
-                np.matmul(za, cnt.Z32[b:eb].T, out=g)
-                np.add(g, cnt.sq32[None, b:eb], out=h)
+    groups: dict[int, list[_Counter]] = {}
+    for cnt in counters:
+        groups.setdefault(id(cnt.space), []).append(cnt)
+    for group in groups.values():
+        sp = group[0].space
+        for a in starts:
+            ea = min(a + block, n)
+            qa = np.arange(a, ea)
+            za = -2 * sp.Z32[a:ea]
+            for b in starts:
+                if b < a:
+                    continue
+                eb = min(b + block, n)
+                qb = np.arange(b, eb)
+                g, h, m = G[: ea - a, : eb - b], H[: ea - a, : eb - b], mask[: ea - a, : eb - b]
+                np.matmul(za, sp.Z32[b:eb].T, out=g)
+                np.add(g, sp.sq32[None, b:eb], out=h)
                 if a == b:
                     np.fill_diagonal(h, np.inf)
-                cnt.add(h, qa, qb, m)
+                for cnt in group:
+                    cnt.add(h, qa, qb, m)
                 if a != b:
-                    g += cnt.sq32[a:ea, None]
-                    cnt.add(g, qb, qa, m, axis=0)
+                    g += sp.sq32[a:ea, None]
+                    for cnt in group:
+                        cnt.add(g, qb, qa, m, axis=0)
 
 
 def _count_queries(counters: list[_Counter], queries: np.ndarray, block: int) -> None:
@@ -134,9 +160,10 @@ def _count_queries(counters: list[_Counter], queries: np.ndarray, block: int) ->
     for a in range(0, queries.size, step):
         q = queries[a : a + step]
         for cnt in counters:
-            H = cnt.Z32[q] @ cnt.Z32.T
+            sp = cnt.space
+            H = sp.Z32[q] @ sp.Z32.T
             H *= -2
-            H += cnt.sq32[None, :]
+            H += sp.sq32[None, :]
             H[np.arange(q.size), q] = np.inf
             cnt.add(H, q, cols, np.empty(H.shape, dtype=bool))
             del H
@@ -164,9 +191,9 @@ def _imbalances(
     # Delta(X -> Y) counts in Y's distances around X's neighbours, and vice versa
     counters = []
     if directions[0]:
-        counters.append(_Counter(Y, _neighbours(X, graph_x, k, "x")))
+        counters.append(_Counter(_Space(Y), _neighbours(X, graph_x, k, "x")))
     if directions[1]:
-        counters.append(_Counter(X, _neighbours(Y, graph_y, k, "y")))
+        counters.append(_Counter(_Space(X), _neighbours(Y, graph_y, k, "y")))
     if queries is None:
         _count_all(counters, block_size)
         rows = slice(None)
@@ -226,12 +253,90 @@ def information_imbalances(
     graph_y: KnnGraph | None = None,
     block_size: int = 4096,
 ) -> tuple[float, float]:
-    """(Delta(X -> Y), Delta(Y -> X)), both exact at the full N, from one pass over the block pairs
+    """(Delta(X -> Y), Delta(Y -> X)), both exact at the full N: one pass over each space's Gram matrix
     (the same numbers as two `information_imbalance` calls). graph_x / graph_y: the spaces' kNN graphs
     (see `information_imbalance`); the pipeline's cosine graphs of its L2-normalised features qualify.
+    Several models against one reference: `information_imbalances_many` shares the reference's pass.
 
     Cost: N^2 (d_X + d_Y) / 2 float32 multiply-adds and O(N^2 k) compares, plus one exact kNN graph per
     space whose graph is not given; memory O(N (d_X + d_Y) + block_size^2), never an N x N matrix.
+    Measured (bench/bench_stage2.py, N = 50,000, d = 2,048, k = 1, 2 cores): 47.6 s + 43.0 s for the two
+    passes (each ~1x the 44.4 s cosine kNN graph of the same features), peak +0.19 GiB.
     """
     (xy, yx), n = _imbalances(X, Y, k, max_exact_n, seed, graph_x, graph_y, (True, True), block_size)
     return _delta(xy, n), _delta(yx, n)
+
+
+def information_imbalances_many(
+    ref: np.ndarray,
+    models: list[np.ndarray],
+    k: int = 1,
+    graph_ref: KnnGraph | None = None,
+    graphs: list[KnnGraph | None] | None = None,
+    block_size: int = 4096,
+) -> list[tuple[float, float]]:
+    """[(Delta(ref -> m), Delta(m -> ref)) for m in models]: the values of `information_imbalances(ref, m,
+    graph_x=graph_ref, graph_y=g_m)`, exact at the full N, with the reference's distance pass shared.
+
+    Delta(m -> ref) counts in the reference's distances (thresholds from each model's graph): one pass over
+    the reference's Gram matrix serves every model. Delta(ref -> m) counts in m's distances: one pass per model.
+
+    Cost for M models: (M + 1) N^2 d / 2 float32 multiply-adds (d the features of each space) instead of
+    2 M N^2 d / 2, O(M N^2 k) compares (2 per entry per direction, memory-bound: ~25 ms per 4096^2 block
+    and direction here), plus an exact kNN graph per space whose graph is not given. Memory: float32 copies
+    of the spaces (none for float32 input), O(M N k) for thresholds and counts, one set of block_size^2
+    buffers (64 MB at 4096), never an N x N matrix. To hold one model at a time instead of all of them,
+    call `imbalances_to_reference` (graphs only) and `information_imbalance(ref, m, graph_x=graph_ref)` per model.
+    """
+    ref = check_matrix(ref, "ref")
+    if not models:
+        return []
+    graphs = [None] * len(models) if graphs is None else list(graphs)
+    if len(graphs) != len(models):
+        raise DataError(f"graphs has {len(graphs)} entries for {len(models)} models: pass one graph (or None) per model")
+    n = ref.shape[0]
+    if not 1 <= k < n:
+        raise DataError(f"information imbalance needs 1 <= k < n, got k={k}, n={n}")
+    ref_space = _Space(ref)
+    ref_nbrs = _neighbours(ref, graph_ref, k, "ref")
+    counters = []
+    for i, (Z, g) in enumerate(zip(models, graphs)):
+        Z = check_matrix(Z, f"models[{i}]")
+        if Z.shape[0] != n:
+            raise DataError(f"models[{i}] has {Z.shape[0]} rows, the reference {n}: the rows must be paired samples")
+        counters.append(_Counter(_Space(Z), ref_nbrs))
+        counters.append(_Counter(ref_space, _neighbours(Z, g, k, f"models[{i}]")))
+    _count_all(counters, block_size)
+    return [(_delta(counters[2 * i].count + 1, n), _delta(counters[2 * i + 1].count + 1, n))
+            for i in range(len(models))]
+
+
+def imbalances_to_reference(
+    ref: np.ndarray, graphs: list[KnnGraph], k: int = 1, block_size: int = 4096
+) -> list[float]:
+    """[Delta(m -> ref) for each model graph]: every model's imbalance towards the reference from one pass
+    over the reference's Gram matrix, without the models' features (only their neighbour lists).
+
+    graphs: each model's kNN graph in the Euclidean order of its features (a euclidean graph, or a cosine
+    graph of L2-normalised rows, as the pipeline stores; the rows cannot be checked here), n = ref's rows,
+    >= k neighbours. With `information_imbalance(ref, m, graph_x=graph_ref)` per model (a pass over m's Gram
+    matrix) this gives both directions of a task's M models in M + 1 passes, holding one model at a time.
+
+    Cost: N^2 d_ref / 2 float32 multiply-adds once, O(M N^2 k) compares (memory-bound, 2 per entry and
+    model); memory O(N d_ref) + O(M N k) thresholds and counts + one set of block_size^2 buffers.
+    """
+    ref = check_matrix(ref, "ref")
+    n = ref.shape[0]
+    if not 1 <= k < n:
+        raise DataError(f"information imbalance needs 1 <= k < n, got k={k}, n={n}")
+    space = _Space(ref)
+    counters = []
+    for i, g in enumerate(graphs):
+        if not isinstance(g, KnnGraph):
+            raise DataError(f"graphs[{i}] is {type(g).__name__}, not a KnnGraph: pass each model's kNN graph")
+        if g.n != n or g.k < k:
+            raise DataError(f"graphs[{i}] has n={g.n}, k={g.k}; the reference has n={n} and k >= {k} is needed")
+        counters.append(_Counter(space, g.indices[:, :k]))
+    if counters:
+        _count_all(counters, block_size)
+    return [_delta(c.count + 1, n) for c in counters]
