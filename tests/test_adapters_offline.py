@@ -317,4 +317,3 @@ def test_proposed_entries_validate_and_name_real_adapters():
         module, name = entry.adapter.split(":")
         cls = getattr(importlib.import_module(module), name)
         assert issubclass(cls, ModelAdapter) and cls.feature_source
-        assert cls.modality == entry.modality

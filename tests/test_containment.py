@@ -80,7 +80,7 @@ roles: {molecules: id, materials: ood}
 
 
 @pytest.fixture
-def registry(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+def registry(tmp_path: Path, monkeypatch, make_registry) -> tuple[Path, Path]:
     mods = tmp_path / "mods"
     mods.mkdir()
     (mods / "bad_adapters_k.py").write_text(BAD_ADAPTERS)
@@ -94,12 +94,7 @@ def registry(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
     for key, (adapter, _) in BROKEN.items():
         extra = "energy_head: true, options: {dim: 12, seed: 2, energy_noise: 0.01}, " if key == "inf-energy" else ""
         text += ENTRY.format(key=key, extra=extra, adapter=adapter)
-    models = tmp_path / "models.yaml"
-    models.write_text(text)
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    (tasks / "syn_a.yaml").write_text(textwrap.dedent(TASK))
-    yield models, tasks
+    yield make_registry(text, {"syn_a": TASK})
     for name in ("bad_adapters_k", "syntax_error_k"):
         sys.modules.pop(name, None)
 

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Sequence
@@ -72,13 +71,8 @@ class SlowAtomsAdapter(FakeAtomsAdapter):
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> tuple[Path, Path]:
-    models = tmp_path / "models.yaml"
-    models.write_text(textwrap.dedent(MODELS))
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    (tasks / "syn_a.yaml").write_text(textwrap.dedent(TASK))
-    return models, tasks
+def registry(make_registry) -> tuple[Path, Path]:
+    return make_registry(MODELS, {"syn_a": TASK})
 
 
 def _dataset(tasks: Path) -> Dataset:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -63,9 +64,10 @@ def test_ranking_tie_breaks_and_versions(board):
     models = _json(board)["models"]
     order = [m["model"] for m in models]
     # a: mean 0.55 (0.4, 0.7); b: 0.55 (0.6, 0.5) -> tie broken by the ID score (b first); t-alpha/t-beta fully
-    # tied -> by key; the reference has no alignment of its own and ranks last.
+    # tied -> by key; the reference is listed as the reference, after the ranked models, without a rank.
     assert order == ["b", "a", "t-alpha", "t-beta", "evil", "ref"]
-    assert [m["rank"] for m in models] == [1, 2, 3, 4, 5, 6]
+    assert [m["rank"] for m in models] == [1, 2, 3, 4, 5, None]
+    assert {m["track"] for m in models} == {"all"} and models[-1]["coverage"] == "reference on crystals, qm9"
     by = {m["model"]: m for m in models}
     assert by["b"]["cknna_to_ref[qm9]"] == pytest.approx(0.60)  # the newest run, not 0.10, 0.99 (old) or 0.0
     assert by["ref"]["cknna_to_ref"] is None and by["ref"]["reference_on"] == "crystals,qm9"
@@ -209,8 +211,8 @@ def test_submit_rejects_invalid_entries(tmp_path, capsys, adapter, extra, key, m
     assert message in capsys.readouterr().err
 
 
-def test_submit_runs_board_models_and_reports_reproducibility(tmp_path, monkeypatch, capsys):
-    """Resubmission: the new model, the reference and the board's models run; changed numbers are flagged."""
+def test_submit_runs_only_the_new_model_and_reports_reproducibility(tmp_path, monkeypatch, capsys):
+    """Resubmission: only the new model runs, on the board's tasks; changed numbers are flagged."""
     import types
 
     import benchmark.pipeline.run as pipeline
@@ -225,16 +227,29 @@ def test_submit_runs_board_models_and_reports_reproducibility(tmp_path, monkeypa
     seen = {}
 
     def fake_run(cfg):
-        seen["models"] = cfg.models
+        seen["models"], seen["tasks"] = cfg.models, cfg.tasks
         parent = store.parent({"qm9": "ref"})
         run_id = store.child(parent, "new", "qm9", metrics=_m(0.5, idim=11.0))
         result = types.SimpleNamespace(model="new", task="qm9", status="ok", reason="", run_id=run_id)
         return types.SimpleNamespace(parent_run_id=parent, results=[result])
 
     monkeypatch.setattr(pipeline, "run_benchmark", fake_run)
-    rc = main(["submit", "new", "--models-file", str(path), "--tracking-uri", store.uri,
-               "--experiment", store.experiment, "--out", str(tmp_path / "lb")])
+    argv = ["submit", "new", "--models-file", str(path), "--tracking-uri", store.uri,
+            "--experiment", store.experiment, "--out", str(tmp_path / "lb")]
+    assert main(argv) == 2 and "no frozen board" in capsys.readouterr().err  # a submission needs a board
+    board = tmp_path / "board.yaml"
+    board.write_text(textwrap.dedent("""\
+        version: 1
+        benchmark_version: 0.1.0
+        k: 10
+        k_reported: [10, 25]
+        tasks:
+          qm9: {version: "1", n_samples: 30, seed: 0, ids_digest: ids-1,
+                reference: {model: ref, checkpoint_digest: ckpt-1, cache_key: k1, reason: configured}}
+        tracks: {molecules: [qm9]}
+    """))
+    rc = main([*argv, "--board", str(board)])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert seen["models"] == ["new", "ref"]  # 'gone' is on the board but no longer in models.yaml
+    assert seen["models"] == ["new"] and seen["tasks"] == ["qm9"]  # the reference and other models do not rerun
     assert "qm9: DIFFERS from run" in out and "intrinsic_dimension 10 -> 11" in out

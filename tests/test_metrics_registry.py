@@ -72,7 +72,7 @@ def test_lists_of_metric_names_derive_from_the_registry(tmp_path):
     X, Y = rng.normal(size=(60, 5)), rng.normal(size=(60, 4))
     geo, _ = model_geometry(X, "x", 5, 10, tmp_path)
     model_geometry(Y, "y", 5, 10, tmp_path)
-    ali, _ = model_alignment(X, "x", Y, "y", 5, tmp_path, n_boot=5, n_perm=3)
+    ali, _, _ = model_alignment(X, "x", Y, "y", 5, tmp_path, n_boot=5, n_perm=3)
     assert set(geo) | set(ali) <= set(logged_in_stage2())
     assert set(logged_in_stage2()) - set(geo) - set(ali) == set()
     frame = summary_frame([], {})

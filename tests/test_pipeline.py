@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import mlflow
@@ -47,14 +46,9 @@ roles: {{molecules: {role}, materials: ood}}
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> tuple[Path, Path]:
-    models = tmp_path / "models.yaml"
-    models.write_text(textwrap.dedent(MODELS))
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    (tasks / "syn_a.yaml").write_text(TASK.format(name="syn_a", labelled="true", seed=1, role="id"))
-    (tasks / "syn_b.yaml").write_text(TASK.format(name="syn_b", labelled="false", seed=2, role="ood"))
-    return models, tasks
+def registry(make_registry) -> tuple[Path, Path]:
+    return make_registry(MODELS, {"syn_a": TASK.format(name="syn_a", labelled="true", seed=1, role="id"),
+                                  "syn_b": TASK.format(name="syn_b", labelled="false", seed=2, role="ood")})
 
 
 def config(registry, tmp_path, **kw) -> RunConfig:
@@ -163,7 +157,7 @@ def test_alignment_reuses_the_stored_graphs_for_information_imbalance(tmp_path, 
     expected = imb.information_imbalances(prepare_for_alignment(Y)[0], prepare_for_alignment(X)[0])
     built = []
     monkeypatch.setattr(imb, "knn_graph", lambda *a, **kw: built.append(a) or pytest.fail("graph rebuilt"))
-    ali, err = model_alignment(X, "x", Y, "y", 5, tmp_path, n_boot=5, n_perm=3)
+    ali, err, _ = model_alignment(X, "x", Y, "y", 5, tmp_path, n_boot=5, n_perm=3)
     assert not built and "info_imbalance" not in err
     assert (ali["info_imbalance_ref_to_model"], ali["info_imbalance_model_to_ref"]) == pytest.approx(expected)
 
@@ -174,12 +168,12 @@ def test_idcor_is_the_permutation_test_with_its_floor(tmp_path, monkeypatch):
 
     assert RunConfig().n_perm == 99 and not hasattr(align, "_idcor_subsample")
     X, Y = _prepared_pair(tmp_path)
-    ali, err = align.model_alignment(X, "x", Y, "y", 5, tmp_path, n_boot=5, n_perm=9)
+    ali, err, _ = align.model_alignment(X, "x", Y, "y", 5, tmp_path, n_boot=5, n_perm=9)
     ref = idcor_test(X, Y, n_perm=9)
     assert ali["idcor_to_ref"] == pytest.approx(ref.corr) and ali["idcor_pvalue"] == pytest.approx(ref.p_value)
     assert ali["idcor_pvalue_floor"] == pytest.approx(0.1) and "note.idcor_to_ref" not in err
     monkeypatch.setattr(align, "IDCOR_MAX_N", 50)
-    ali, err = align.model_alignment(X, "x", Y, "y", 5, tmp_path, n_boot=5, n_perm=9)
+    ali, err, _ = align.model_alignment(X, "x", Y, "y", 5, tmp_path, n_boot=5, n_perm=9)
     assert "50 of 80" in err["note.idcor_to_ref"] and not any(k.startswith("warning.idcor") for k in err)
 
 

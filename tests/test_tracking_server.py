@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import urllib.request
 from pathlib import Path
@@ -173,13 +172,8 @@ def server(postgres: str, tmp_path_factory) -> Iterator[tuple[str, Path]]:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> tuple[Path, Path]:
-    models = tmp_path / "models.yaml"
-    models.write_text(textwrap.dedent(MODELS))
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    (tasks / "syn_a.yaml").write_text(textwrap.dedent(TASK))
-    return models, tasks
+def registry(make_registry) -> tuple[Path, Path]:
+    return make_registry(MODELS, {"syn_a": TASK})
 
 
 def _children(client, experiment: str) -> dict[str, list]:

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("benchmark.cli.models", "list models.yaml entries and whether each can run here (and why not)"),
     "tasks": ("benchmark.cli.tasks", "list the tasks and their roles"),
     "leaderboard": ("benchmark.cli.leaderboard", "read runs back from MLflow and write leaderboard/ (md, csv, json, html)"),
+    "board": ("benchmark.cli.board", "freeze a benchmark definition (board) from a finished run, or show the one in force"),
     "compare": ("benchmark.cli.compare", "all pairwise alignment matrices for one task, logged to MLflow"),
     "check": ("benchmark.cli.check", "release gate: candidate vs baseline model version; exit 0 pass, 1 regression, 2 cannot compare"),
     "submit": ("benchmark.cli.submit", "validate a new models.yaml entry, run it on every task, regenerate the leaderboard"),

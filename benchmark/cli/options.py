@@ -54,6 +54,12 @@ def add_store_options(p: argparse.ArgumentParser) -> None:
                    help="MLflow experiment (default: $MATTERALIGN_EXPERIMENT or 'matteralign')")
 
 
+def add_board(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", default=None, metavar="FILE|none",
+                   help="frozen board definition (default: $MATTERALIGN_BOARD, else leaderboard/board.yaml; "
+                        "'none': no board, references chosen per run)")
+
+
 def add_models_file(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-file", type=Path, default=None, help="models registry (default: models.yaml)")
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from benchmark.cli.options import (
+    add_board,
     add_cache_dir,
     add_k,
     add_models_file,
@@ -49,6 +50,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=["local", "ray"], default="local", help="where embedding shards run")
     p.add_argument("--ray-address", help="Ray cluster address for --executor ray (default: a local Ray instance)")
     p.add_argument("--workers", type=int, help="parallel Ray workers (default: the cluster's CPUs)")
+    add_board(p)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -75,6 +77,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         build_envs=args.build_envs,
         ray_address=args.ray_address,
         workers=args.workers,
+        board_file=args.board,
     )
 
 

@@ -1,19 +1,20 @@
-"""`matteralign submit <model-key>`: validate a new models.yaml entry, run it on every task, regenerate the board."""
+"""`matteralign submit <model-key>`: validate a new models.yaml entry, run it alone on every task of the frozen
+board against the board's pinned references, regenerate the leaderboard. No other model's numbers change."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from benchmark.cli.options import add_n_samples, add_store_options, parse_n_samples
+from benchmark.cli.options import add_board, add_store_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_key", help="key of the models.yaml entry to submit")
     parser.add_argument("--models-file", type=Path, default=None, help="models registry (default: models.yaml)")
-    add_n_samples(parser)
     parser.add_argument("--tasks-dir", type=Path, default=None, help="task YAML folder (default: tasks/)")
     add_store_options(parser)
+    add_board(parser)
     parser.add_argument("--out", type=Path, default=Path("leaderboard"), help="leaderboard directory")
 
 
@@ -21,18 +22,20 @@ def main(args: argparse.Namespace) -> int:
     from benchmark.leaderboard.build import check_out_dir
     from benchmark.leaderboard.collect import load_child_runs
     from benchmark.pipeline.run import run_benchmark
-    from benchmark.pipeline.submit import board_models, reproducibility, run_list, validate
+    from benchmark.pipeline.board import board_or_error
+    from benchmark.pipeline.submit import previous_runs, reproducibility, validate
     from benchmark.pipeline.types import RunConfig
 
     check_out_dir(args.out)  # a file in the way fails now, not after every task has run
-    entry, reference, known = validate(args.model_key, args.models_file)
-    on_board, before = board_models(args.tracking_uri, args.experiment)
-    models = run_list(entry, reference, on_board, known)
-    print(f"submit {entry.key}: running {', '.join(models)} on every task")
+    entry = validate(args.model_key, args.models_file)
+    board, board_file = board_or_error(args.board)
+    before = previous_runs(args.tracking_uri, args.experiment)
+    print(f"submit {entry.key}: running it alone on the tasks of board {board.id} ({', '.join(board.tasks)}), "
+          "against the board's pinned references; no other model is rerun")
     summary = run_benchmark(RunConfig(
-        models=models, tasks=None, n_samples=parse_n_samples(args.n_samples), tracking_uri=args.tracking_uri,
+        models=[entry.key], tasks=[t for t in board.tasks], tracking_uri=args.tracking_uri,
         experiment=args.experiment, models_file=args.models_file, tasks_dir=args.tasks_dir,
-        leaderboard_dir=args.out, progress=True,
+        leaderboard_dir=args.out, progress=True, board_file=board_file,
     ))
     mine = [r for r in summary.results if r.model == entry.key]
     for r in mine:

@@ -1,7 +1,16 @@
 """Exact k-nearest-neighbour graphs and their on-disk cache."""
 
 from benchmark.knn.cache import cached_knn_graph
-from benchmark.knn.graph import KnnGraph, check_matrix, knn_graph, prepare_features, prepare_for_alignment, topk_rows
+from benchmark.knn.graph import (
+    KnnGraph,
+    check_matrix,
+    knn_graph,
+    prepare_features,
+    prepare_for_alignment,
+    tie_tolerance,
+    tied_fraction,
+    topk_rows,
+)
 
 __all__ = [
     "KnnGraph",
@@ -10,5 +19,7 @@ __all__ = [
     "knn_graph",
     "prepare_features",
     "prepare_for_alignment",
+    "tie_tolerance",
+    "tied_fraction",
     "topk_rows",
 ]

@@ -360,23 +360,94 @@ def _knn_torch(
     return out_v, out_i
 
 
-def _refine(X: np.ndarray, idx: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Recompute the stored values of the selected pairs directly, O(n k d), and re-sort (ties
-    by index), so every backend stores the same numbers: inner products in X's dtype for
-    cosine; exact float64 distances for euclidean (the GEMM identity |x|^2 + |y|^2 - 2 x.y
-    loses precision for close points, and duplicates must read exactly 0)."""
-    n, k = idx.shape
-    out = np.empty((n, k), dtype=np.float64 if metric == "euclidean" else X.dtype)
-    step = max(1, 2**22 // max(1, k * X.shape[1]))
-    for a in range(0, n, step):
-        e = min(a + step, n)
-        if metric == "euclidean":  # float64 per block: no float64 copy of X
-            diff = X[idx[a:e]].astype(np.float64, copy=False) - X[a:e, None, :].astype(np.float64, copy=False)
-            out[a:e] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+def tie_tolerance(dtype: np.dtype) -> float:
+    """Relative tolerance under which two scores are ties: 1e-12 for float64 input (equal rational
+    cosines computed in float64 differ by a few ulps, ~1e-16, far below it; distinct cosines of
+    d <= 1e6 integer features differ by >= ~1e-12), 1e-6 for float32 input (its rows are rounded to
+    float32, ~6e-8 relative each, so mathematically equal cosines of differently normalised rows differ
+    by up to ~1e-7)."""
+    return 1e-6 if np.dtype(dtype) == np.float32 else 1e-12
+
+
+def _ties(a: np.ndarray, b: np.ndarray, tol: float) -> np.ndarray:
+    """a and b tie: |a - b| <= tol * max(|a|, |b|, 1) (scale 1 keeps cosines near 0 comparable)."""
+    return np.abs(a - b) <= tol * np.maximum(np.maximum(np.abs(a), np.abs(b)), 1.0)
+
+
+def _exact_scores(X: np.ndarray, rows: np.ndarray, idx: np.ndarray, metric: str) -> np.ndarray:
+    """float64 scores of pairs (rows[r], idx[r, j]) computed directly: x.y (cosine) or -|x-y|^2."""
+    out = np.empty(idx.shape, dtype=np.float64)
+    step = max(1, 2**22 // max(1, idx.shape[1] * X.shape[1]))
+    for a in range(0, len(rows), step):
+        e = min(a + step, len(rows))
+        Y = X[idx[a:e]].astype(np.float64, copy=False)
+        x = X[rows[a:e], None, :].astype(np.float64, copy=False)
+        if metric == "euclidean":
+            diff = Y - x
+            out[a:e] = -np.einsum("ijk,ijk->ij", diff, diff)
         else:
-            out[a:e] = np.einsum("ijk,ik->ij", X[idx[a:e]], X[a:e])
-    order = np.lexsort((idx, out if metric == "euclidean" else -out), axis=1)
-    return np.take_along_axis(out, order, axis=1), np.take_along_axis(idx, order, axis=1)
+            out[a:e] = np.einsum("ijk,ik->ij", Y, x[:, 0])
+    return out
+
+
+def _snap_sort(s: np.ndarray, idx: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Order each row by score descending, ties (chains of gaps within tol) by index ascending;
+    tied scores are snapped to their group's first (largest) value."""
+    o = np.argsort(-s, axis=1, kind="stable")
+    s, idx = np.take_along_axis(s, o, axis=1), np.take_along_axis(idx, o, axis=1)
+    new = np.ones(s.shape, dtype=bool)
+    new[:, 1:] = ~_ties(s[:, 1:], s[:, :-1], tol)
+    pos = np.where(new, np.arange(s.shape[1]), 0)
+    lead = np.maximum.accumulate(pos, axis=1)
+    s = np.take_along_axis(s, lead, axis=1)
+    o = np.lexsort((idx, -s), axis=1)
+    return np.take_along_axis(s, o, axis=1), np.take_along_axis(idx, o, axis=1)
+
+
+def _refine(X: np.ndarray, idx: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Apply the tie rule exactly to selected candidates idx (n, m >= k): recompute their scores in
+    float64 directly, O(n m d), snap ties, sort (ties by index). A row whose k-th score could tie or
+    be beaten by an unselected point (its last candidate within the selection error + tol of the k-th)
+    is redone over all n points (float64 GEMM screen, then direct float64 scores of its near-boundary
+    points), O(n d) per such row. Returns the stored values: inner
+    products in X's dtype (cosine), exact float64 distances (euclidean; duplicates read exactly 0)."""
+    n, m = idx.shape
+    tol = tie_tolerance(X.dtype)
+    rows = np.arange(n)
+    s, idx = _snap_sort(_exact_scores(X, rows, idx, metric), idx, tol)
+    if m > k:
+        scale = 1.0 if metric == "cosine" else 4.0 * float(np.einsum("ij,ij->i", X, X).max())
+        err = 16 * np.finfo(X.dtype).eps * np.sqrt(X.shape[1]) * scale
+        unsafe = np.flatnonzero(s[:, -1] + 2 * err >= s[:, k - 1] - tol * np.maximum(np.abs(s[:, k - 1]), 1.0))
+        if unsafe.size:
+            Xd = X.astype(np.float64, copy=False)
+            sq = np.einsum("ij,ij->i", Xd, Xd)
+            for a in range(0, unsafe.size, 256):
+                rows_ = unsafe[a : a + 256]
+                F = Xd[rows_] @ Xd.T  # screening scores, float64 GEMM: error ~1e-16, far below tol
+                if metric == "euclidean":
+                    F *= 2
+                    F -= sq[rows_, None]
+                    F -= sq[None, :]
+                F[np.arange(rows_.size), rows_] = -np.inf
+                low = np.partition(F, n - m, axis=1)[:, n - m]
+                for j, r in enumerate(rows_):
+                    c = np.flatnonzero(F[j] >= low[j] - 4 * tol * max(abs(low[j]), 1.0) - 1e-9 * scale)
+                    exact = _exact_scores(X, np.full(1, r), c[None, :], metric)
+                    fs, fi = _snap_sort(exact, c[None, :].astype(np.int64), tol)
+                    s[r], idx[r] = fs[0, :m], fi[0, :m]
+    s, idx = s[:, :k], idx[:, :k]
+    vals = np.sqrt(np.maximum(-s, 0.0)) if metric == "euclidean" else s.astype(X.dtype)
+    return vals, idx
+
+
+def tied_fraction(graph: KnnGraph, k: int) -> float:
+    """Fraction of rows whose top-k list is not decided by the scores alone: the k-th and (k+1)-th
+    stored values tie under `tie_tolerance` (float64 scale), so index decided the boundary. O(n)."""
+    if not 1 <= k < graph.k:
+        raise ValueError(f"tied_fraction at k={k} needs a graph of at least k+1={k + 1} neighbours, got k={graph.k}")
+    a, b = graph.values[:, k - 1].astype(np.float64), graph.values[:, k].astype(np.float64)
+    return float(_ties(a, b, tie_tolerance(graph.values.dtype)).mean())
 
 
 def knn_graph(
@@ -395,8 +466,10 @@ def knn_graph(
     float32), "torch" (row blocks on `device`, default CUDA if available else CPU), "auto"
     (torch when a non-CPU `device` is given, else numpy: importing torch costs seconds).
     Selection runs in float32 for float32 input, float64 otherwise; the stored values are then
-    recomputed directly for the chosen pairs, so all backends store the same numbers. Exact up
-    to the rounding of near-ties (score gaps below float precision).
+    recomputed directly in float64 for the chosen pairs (one extra candidate per row), so all
+    backends store the same numbers. Tie rule (exact): scores equal within `tie_tolerance` are ties,
+    broken lower index first, both for which points enter the top k and for their order; rows whose
+    k-th place may tie an unselected point are redone over all points in float64 (O(n d) each).
 
     Raises DataError when n <= k or all rows are identical; warns when some rows are exact
     duplicates (their mutual order is then decided by index).
@@ -425,11 +498,12 @@ def knn_graph(
         )
     if backend == "auto":
         backend = "torch" if device not in (None, "cpu") else "numpy"
+    m = min(k + 1, n - 1)
     if backend == "numpy":
-        v, i = _knn_numpy(X, k, metric, block_size)
+        v, i = _knn_numpy(X, m, metric, block_size)
     elif backend == "faiss":
-        v, i = _knn_faiss(X, k, metric)
+        v, i = _knn_faiss(X, m, metric)
     else:
-        v, i = _knn_torch(X, k, metric, block_size, device)
-    v, i = _refine(X, i, metric)
+        v, i = _knn_torch(X, m, metric, block_size, device)
+    v, i = _refine(X, i, k, metric)
     return KnnGraph(np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(v), metric)

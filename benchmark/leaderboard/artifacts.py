@@ -56,6 +56,30 @@ def task_embeddings(board: Board, task: str, tracking_uri: str | None) -> dict[s
     return features
 
 
+def load_replicates(board: Board, tracking_uri: str | None) -> list[str]:
+    """Fill board.replicates from the ranked runs' `alignment/cknna_replicates.npy` artifacts; returns a note
+    per run whose replicates could not be read (its track then shows no rank intervals)."""
+    import mlflow
+
+    from benchmark.tracking import schema as S
+
+    quiet_artifact_downloads()
+    uri = tracking.tracking_uri(tracking_uri)
+    notes = []
+    rows = board.results[board.results["is_reference"] != "true"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for _, r in rows.iterrows():
+            dst = Path(tmp) / r["run_id"]
+            dst.mkdir(exist_ok=True)
+            try:
+                local = mlflow.artifacts.download_artifacts(run_id=r["run_id"], artifact_path=S.REPLICATES_ARTIFACT,
+                                                            dst_path=str(dst), tracking_uri=uri)
+                board.replicates.setdefault(r["task"], {})[r["model"]] = np.load(local, allow_pickle=False)
+            except Exception as exc:  # noqa: BLE001 - a run without replicates (older, --no-ci) is one note
+                notes.append(f"{r['model']}/{r['task']} (run {r['run_id'][:8]}): {type(exc).__name__}")
+    return notes
+
+
 def check_same_ids(ids_of: dict[str, list], task: str) -> None:
     """Every model must have embedded the same sample ids in the same order."""
     if not ids_of:

@@ -19,19 +19,21 @@ from benchmark import tracking
 from benchmark.embeddings import cache_root
 from benchmark.errors import ConfigError, DataError
 from benchmark.leaderboard import table as tbl
-from benchmark.leaderboard.artifacts import task_cache_keys, task_embeddings
+from benchmark.leaderboard.artifacts import load_replicates, task_cache_keys, task_embeddings
 from benchmark.leaderboard.collect import Board, client, experiment_id, load_child_runs, select_board
 from benchmark.metrics.pairwise import ordered, pairwise_matrices
 from benchmark.tracking import schema as S
 
 NOTES = [
     "Ranking: " + " ".join(tbl.RANKING.split()),
+    "Rank interval: " + " ".join(tbl.RANK_INTERVAL.split()),
     f"ID / OOD scores: mean CKNNA to the reference over the model's tasks whose role (tag {S.ROLE}) is "
     "id / ood; tasks on which the model is itself the reference are left out.",
     "OOD collapse: " + " ".join(tbl.OOD_COLLAPSE.split()),
-    "Versions: one benchmark version per board; per task one task version and one reference; the newest "
-    "finished run per (model key, checkpoint digest, task, task version, benchmark version) and per model its "
-    "newest checkpoint. Runs left out for that reason are listed under 'Not ranked'.",
+    "Versions: a frozen board (leaderboard/board.yaml) fixes per task the version, the exact sample ids and the "
+    "pinned reference; only its results count (runs at another sample size, seed or k are exploration runs, "
+    "never shown). The newest finished run per result identity (" + ", ".join(S.IDENTITY) + ") and per model "
+    "its newest checkpoint. Runs left out for that reason are listed under 'Not ranked'.",
 ]
 
 
@@ -87,8 +89,9 @@ def markdown(
              f"{_md_cell(board.reference_reasons.get(t, ''))} |" for t in sorted(board.task_versions)]
     parts = [
         "# matteralign leaderboard", "",
-        f"Benchmark version {_md_cell(board.benchmark_version)}; read from {_md_cell(source)}.", "",
-        "## Ranking", "", markdown_table(tables.models, tables.headers), "",
+        f"{_md_cell(board_line(board))}; benchmark version {_md_cell(board.benchmark_version)}; read from "
+        f"{_md_cell(source)}.", "",
+        "## Ranking", "", *ranking_sections(tables), "",
         "## References per task", "", *refs, "",
         "## Per task", "", markdown_table(tables.per_task, tables.task_headers), "",
         "## Not ranked", "",
@@ -101,6 +104,31 @@ def markdown(
     return "\n".join(parts)
 
 
+def board_line(board: Board) -> str:
+    """Which board the results belong to, in one line."""
+    d = board.definition
+    if d is None:
+        return "Provisional board (no frozen leaderboard/board.yaml: references chosen per run)"
+    return (f"Board {d.id} (frozen {d.created or '?'} from run {d.source_run or '?'}; ranked by {d.ranked_metric} "
+            f"at k = {d.k}, coverage rule: every task of a track)")
+
+
+def ranking_sections(tables: tbl.Tables) -> list[str]:
+    """One markdown ranking table per track, each with its coverage rule and the k = 10 vs 25 Kendall tau."""
+    out = []
+    for track, info in tables.tracks.items():
+        rows = tables.models[tables.models["track"] == track]
+        cols = [c for c in rows.columns if c != "track" and not (c.startswith("cknna_to_ref[")
+                                                                  and c[13:-1] not in info["tasks"])]
+        tau = info["kendall_tau_k10_k25"]
+        out += [f"### Track {track}: {', '.join(info['tasks'])}", "",
+                f"{info['ranked']} ranked (a result on every one of these tasks); Kendall tau between the rankings "
+                f"at k = 10 and k = 25: {'n/a' if not math.isfinite(tau) else f'{tau:.3f}'}"
+                + ("" if info["rank_intervals"] else "; no rank intervals (runs without bootstrap replicates)"),
+                "", markdown_table(rows[cols], tables.headers), ""]
+    return out or ["No results."]
+
+
 def _json_value(v: object) -> object:
     if isinstance(v, (float, np.floating)):
         return float(v) if math.isfinite(float(v)) else None
@@ -109,12 +137,27 @@ def _json_value(v: object) -> object:
     return v
 
 
+#: columns holding whole numbers that a frame stores as floats (NaN where a model has no rank)
+_INTEGER_COLUMNS = ("rank", "rank_low", "rank_high")
+
+
 def _records(frame: pd.DataFrame) -> list[dict]:
-    return [{k: _json_value(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    out = []
+    for row in frame.to_dict(orient="records"):
+        rec = {k: _json_value(v) for k, v in row.items()}
+        for k in _INTEGER_COLUMNS:
+            if isinstance(rec.get(k), float):
+                rec[k] = int(rec[k])
+        out.append(rec)
+    return out
 
 
 def as_json(tables: tbl.Tables, board: Board, source: str, notes: list[str]) -> dict:
     return {
+        "board": None if board.definition is None else {"id": board.definition.id, **board.definition.model_dump(
+            mode="json", include={"version", "k", "k_reported", "ranked_metric", "aggregation", "coverage",
+                                  "created", "source_run", "board_run", "tracks"})},
+        "tracks": {t: {k: _json_value(v) for k, v in info.items()} for t, info in tables.tracks.items()},
         "benchmark_version": board.benchmark_version,
         "source": source,
         "tasks": {t: {"version": board.task_versions[t], "reference": board.references.get(t, ""),
@@ -160,13 +203,22 @@ def _figures(tables: tbl.Tables, board: Board, tracking_uri: str | None, k: int,
         yield "id_vs_ood", "ID vs OOD alignment per model", figures.id_vs_ood(tables.models)
 
 
+def frozen_board(board_file: Path | str | None = None):
+    """The frozen board definition in force (`resolve_board_file`), or None."""
+    from benchmark.registry.loader import load_board, resolve_board_file
+
+    path = resolve_board_file(board_file)
+    return load_board(path) if path is not None else None
+
+
 def _board_k(board: Board) -> int:
     ks = pd.to_numeric(board.results.get("k", pd.Series(dtype=object)), errors="coerce").dropna()
     return int(ks.mode().iloc[0]) if len(ks) else 10
 
 
 def write_leaderboard(
-    out_dir: Path, tracking_uri: str | None = None, experiment: str | None = None, log_to_mlflow: bool = True
+    out_dir: Path, tracking_uri: str | None = None, experiment: str | None = None, log_to_mlflow: bool = True,
+    board_file: Path | str | None = None,
 ) -> dict[str, Path]:
     """Read the runs, write every leaderboard file under out_dir and return {name: path}.
 
@@ -179,13 +231,14 @@ def write_leaderboard(
     try:
         lock = file_lock(out_dir.parent / f".{out_dir.name}.lock", timeout=600, what="writing the leaderboard")
         with lock:
-            return _write_leaderboard_unlocked(out_dir, tracking_uri, experiment, log_to_mlflow)
+            return _write_leaderboard_unlocked(out_dir, tracking_uri, experiment, log_to_mlflow, board_file)
     except OSError as exc:
         raise ConfigError(f"cannot write the leaderboard folder {out_dir}: {exc.strerror or exc}") from exc
 
 
 def _write_leaderboard_unlocked(
-    out_dir: Path, tracking_uri: str | None = None, experiment: str | None = None, log_to_mlflow: bool = True
+    out_dir: Path, tracking_uri: str | None = None, experiment: str | None = None, log_to_mlflow: bool = True,
+    board_file: Path | str | None = None,
 ) -> dict[str, Path]:
     """write_leaderboard without the lock."""
     from benchmark.leaderboard import figures as figs
@@ -199,20 +252,25 @@ def _write_leaderboard_unlocked(
     except OSError as exc:
         raise ConfigError(f"cannot create the leaderboard folder {fig_dir}: {exc.strerror or exc}") from exc
     uri = tracking.tracking_uri(tracking_uri)
-    board = select_board(load_child_runs(uri, experiment))
+    board = select_board(load_child_runs(uri, experiment), definition=frozen_board(board_file))
+    missing = load_replicates(board, uri)
     tables = tbl.build_tables(board)
     source = f"{uri} (experiment {tracking.experiment_name(experiment)})"
     cl = client(uri) if log_to_mlflow else None
     run_id = None
     if cl is not None:
         run_id = cl.create_run(experiment_id(cl, experiment), run_name="leaderboard", tags={
-            S.KIND: S.Kind.LEADERBOARD, S.BENCHMARK_VERSION: board.benchmark_version}).info.run_id
+            S.KIND: S.Kind.LEADERBOARD, S.BENCHMARK_VERSION: board.benchmark_version,
+            S.BOARD: board.definition.id if board.definition else ""}).info.run_id
     try:
         written: dict[str, Path] = {}
         figure_files: dict[str, tuple[str, Path]] = {}
         for old in fig_dir.glob("*.png"):
             old.unlink()
         notes = list(NOTES) + board.notes
+        if missing:
+            notes.append(f"no bootstrap replicates for {len(missing)} run(s), so no rank intervals on their "
+                         f"tracks: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
         for name, title, fig in _figures(tables, board, uri, _board_k(board), notes):
             figure_files[name] = (title, figs.save(fig, fig_dir / f"{name}.png"))
             if cl is not None:

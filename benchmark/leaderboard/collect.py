@@ -26,7 +26,7 @@ TAG_COLUMNS = {
     "model": S.MODEL, "task": S.TASK, "role": S.ROLE, "status": S.STATUS, "reason": S.REASON,
     "family": S.FAMILY, "modality": S.MODALITY, "domain": S.DOMAIN, "reference": S.REFERENCE,
     "is_reference": S.IS_REFERENCE, "benchmark_version": S.BENCHMARK_VERSION, "cache_reused": S.CACHE_REUSED,
-    "complete": S.COMPLETE, "board": S.BOARD, "exploration": S.EXPLORATION, "exploration_reason": S.EXPLORATION_REASON,
+    "complete": S.COMPLETE, "board": S.BOARD, "exploration": S.EXPLORATION, "exploration_reason": S.EXPLORATION_REASON, "track": S.TRACK,
 }
 PARAM_COLUMNS = [S.P[p] for p in (
     "model_name", "model_version", "checkpoint_digest", "task_version", "data_digest", "ids_digest",
@@ -173,15 +173,21 @@ class Board:
     #: the frozen board definition these results were selected for (None: the provisional board of runs made
     #: without one)
     definition: BoardSpec | None = None
+    #: task -> model -> bootstrap replicates of cknna_to_ref (`artifacts.load_replicates`; {} until loaded)
+    replicates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
-def select_board(frame: pd.DataFrame, benchmark_version: str | None = None) -> Board:
-    """Pick one benchmark version (the highest, unless given), per task its highest task version and the
-    reference of its newest run, and per model its newest checkpoint; ok runs are ranked, the rest are listed
-    with their reason.
+def select_board(frame: pd.DataFrame, benchmark_version: str | None = None,
+                 definition: BoardSpec | None = None) -> Board:
+    """The results a leaderboard shows.
 
-    A (model, task) with an ok result is not also listed as skipped/failed; an ok run computed against
-    another task version or reference than the board's is listed as excluded, with what to rerun.
+    With a frozen board `definition` whose results are in the store: only that board's results (tag `board`
+    = its id, not an exploration), on its tasks, against its pinned references. Otherwise the provisional
+    board of the runs made without a board: one benchmark version (the highest, unless given), per task its
+    highest task version and the reference of its newest run. Either way per model its newest checkpoint; ok
+    runs are ranked, the rest are listed with their reason. A (model, task) with an ok result is not also
+    listed as skipped/failed; an ok run computed against another task version or reference is listed as
+    excluded, with what to rerun. Exploration runs (another sample, seed or k) never appear.
     """
     latest = latest_per_identity(frame)
     if latest.empty:
@@ -189,13 +195,65 @@ def select_board(frame: pd.DataFrame, benchmark_version: str | None = None) -> B
             "no finished model-task runs in the experiment. Run `matteralign run` (or check --tracking-uri / "
             "--experiment) before building the leaderboard."
         )
-    versions = sorted(set(latest["benchmark_version"]), key=version_key)
-    version = benchmark_version or versions[-1]
-    if version not in versions:
-        raise MatteralignError(
-            f"benchmark version {version!r} has no runs; versions in the store: {', '.join(versions)}."
-        )
-    runs = latest[latest["benchmark_version"] == version]
+    board_col = latest["board"].fillna("") if "board" in latest else pd.Series("", index=latest.index)
+    explore = (latest["exploration"].fillna("") == "true") if "exploration" in latest else board_col != board_col
+    notes = [n for n in [incomplete_note(frame)] if n]
+    if definition is not None and (board_col == definition.id).any():
+        mine = (board_col == definition.id) & latest["task"].isin(list(definition.tasks))
+        n_explore = int((mine & explore).sum())
+        if n_explore:
+            notes.append(f"{n_explore} exploration run(s) of board {definition.id} (another sample size, seed, k "
+                         "or reference) are in MLflow and never on the board")
+        runs = latest[mine & ~explore]
+        versions = sorted(set(runs["benchmark_version"]), key=version_key)
+        version = definition.benchmark_version
+        task_versions = {t: definition.tasks[t].version for t in definition.tasks if (runs["task"] == t).any()}
+        references = {t: definition.tasks[t].reference.model for t in task_versions}
+        reasons = {t: f"pinned by board {definition.id}: {definition.tasks[t].reference.reason}" for t in task_versions}
+        ok = runs[runs["status"] == "ok"]
+        keep, excluded = [r for _, r in ok.iterrows()], []
+        if len(versions) > 1:
+            notes.append(f"results of benchmark versions {', '.join(versions)} against the same frozen board")
+    else:
+        runs = latest[(board_col == "") & ~explore]
+        if runs.empty:
+            raise MatteralignError(
+                "every finished run in the experiment belongs to a frozen board other than the one given, or is "
+                "an exploration run; pass the board file they were run against (--board) or run the default "
+                "benchmark first.")
+        versions = sorted(set(runs["benchmark_version"]), key=version_key)
+        version = benchmark_version or versions[-1]
+        if version not in versions:
+            raise MatteralignError(
+                f"benchmark version {version!r} has no runs; versions in the store: {', '.join(versions)}."
+            )
+        runs = runs[runs["benchmark_version"] == version]
+        keep, excluded, task_versions, references, reasons = _provisional(runs)
+        definition = None
+    results = pd.DataFrame(keep, columns=runs.columns)
+    if not results.empty:
+        newest_digest = results.groupby("model", sort=False)["checkpoint_digest"].first()
+        same = results["checkpoint_digest"] == results["model"].map(newest_digest)
+        for _, r in results[~same].iterrows():
+            excluded.append({**r.to_dict(), "status": "excluded",
+                             "reason": "an older checkpoint of this model; the board shows the newest"})
+        results = results[same]
+    results = results.drop_duplicates(subset=["model", "task"], keep="first").reset_index(drop=True)
+    ranked = set(zip(results["model"], results["task"]))
+    failed = runs[runs["status"] != "ok"].drop_duplicates(subset=["model", "task"], keep="first")
+    excluded_frame = pd.DataFrame(excluded, columns=runs.columns)
+    not_ranked = pd.concat([_unranked(failed, ranked), _unranked(excluded_frame, ranked)], ignore_index=True)
+    not_ranked = not_ranked.drop_duplicates(subset=["model", "task"], keep="first")
+    not_ranked = not_ranked.sort_values(["model", "task"], kind="mergesort").reset_index(drop=True)
+    roles: dict[str, dict[str, str]] = {}
+    for _, r in results.iterrows():
+        roles.setdefault(r["model"], {})[r["task"]] = r["role"]
+    return Board(version, results, not_ranked, task_versions, references, reasons, roles, notes, definition)
+
+
+def _provisional(runs: pd.DataFrame) -> tuple[list, list[dict], dict[str, str], dict[str, str], dict[str, str]]:
+    """Per task of a provisional board: its highest task version and the reference of its newest ok run; ok
+    rows on those are kept, the others excluded with what to rerun."""
     ok = runs[runs["status"] == "ok"]
     excluded: list[dict] = []
     keep = []
@@ -218,26 +276,7 @@ def select_board(frame: pd.DataFrame, benchmark_version: str | None = None) -> B
                 keep.append(r)
                 continue
             excluded.append({**r.to_dict(), "status": "excluded", "reason": why})
-    results = pd.DataFrame(keep, columns=runs.columns)
-    if not results.empty:
-        newest_digest = results.groupby("model", sort=False)["checkpoint_digest"].first()
-        same = results["checkpoint_digest"] == results["model"].map(newest_digest)
-        for _, r in results[~same].iterrows():
-            excluded.append({**r.to_dict(), "status": "excluded",
-                             "reason": "an older checkpoint of this model; the board shows the newest"})
-        results = results[same]
-    results = results.drop_duplicates(subset=["model", "task"], keep="first").reset_index(drop=True)
-    ranked = set(zip(results["model"], results["task"]))
-    failed = runs[runs["status"] != "ok"].drop_duplicates(subset=["model", "task"], keep="first")
-    excluded_frame = pd.DataFrame(excluded, columns=runs.columns)
-    not_ranked = pd.concat([_unranked(failed, ranked), _unranked(excluded_frame, ranked)], ignore_index=True)
-    not_ranked = not_ranked.drop_duplicates(subset=["model", "task"], keep="first")
-    not_ranked = not_ranked.sort_values(["model", "task"], kind="mergesort").reset_index(drop=True)
-    roles: dict[str, dict[str, str]] = {}
-    for _, r in results.iterrows():
-        roles.setdefault(r["model"], {})[r["task"]] = r["role"]
-    note = incomplete_note(frame)
-    return Board(version, results, not_ranked, task_versions, references, reasons, roles, [note] if note else [])
+    return keep, excluded, task_versions, references, reasons
 
 
 def _unranked(frame: pd.DataFrame, ranked: set[tuple[str, str]]) -> pd.DataFrame:

@@ -1,8 +1,10 @@
 """The release gate behind `matteralign check`: comparing a candidate model version with a baseline version.
 
 Both sides are read from MLflow child runs (tag `model` + param `model_version`, newest finished
-ok run per task). They are compared only on the same tasks, the same task version, the same reference and
-the same sample ids (param `ids_digest`); anything else cannot be compared (exit 2).
+ok board result per task: exploration runs never count). They are compared only as results of the same board
+(tag `board`: the same frozen board, or both of none), on the same tasks, task version, reference and sample
+ids (param `ids_digest`); a side that is itself the reference of a task (self-alignment is 1 by construction:
+what a model run alone without a board becomes), or any other mismatch, cannot be compared (exit 2).
 
 Rule, per task, for a metric where higher is better (mirrored where lower is better):
 
@@ -68,8 +70,9 @@ class TaskVerdict:
 
 def _runs(frame: pd.DataFrame, model: str, version: str) -> pd.DataFrame:
     """Newest complete finished ok run per task of one model version (incomplete runs are skipped)."""
+    explore = frame["exploration"].fillna("") == "true" if "exploration" in frame else frame["model"] != frame["model"]
     sel = frame[(frame["model"] == model) & (frame["model_version"] == version) & (frame["status"] == "ok")
-                & is_complete(frame)]
+                & is_complete(frame) & ~explore]
     return sort_newest_first(sel).drop_duplicates(subset=["task"], keep="first").set_index("task")
 
 
@@ -137,8 +140,15 @@ def compare_versions(frame: pd.DataFrame, candidate: str, baseline: str, metric:
     verdicts = []
     for t in tasks:
         b, c = bruns.loc[t], cruns.loc[t]
-        for field, what in (("task_version", "task versions"), ("ids_digest", "sample ids (ids_digest)"),
-                            ("reference", "references"), ("benchmark_version", "benchmark versions")):
+        for spec, run in ((candidate, c), (baseline, b)):
+            if str(run.get("is_reference", "")) == "true":
+                raise DataError(f"cannot compare on {t}: {spec} is the reference of {t} in run {run['run_id']} "
+                                f"(its self-alignment is 1 by construction). Run it against the frozen board "
+                                "(leaderboard/board.yaml), whose pinned reference is another model, or leave "
+                                f"{t} out with --tasks.")
+        for field, what in (("board", "boards"), ("task_version", "task versions"),
+                            ("ids_digest", "sample ids (ids_digest)"), ("reference", "references"),
+                            ("benchmark_version", "benchmark versions")):
             if b[field] != c[field]:
                 raise DataError(f"cannot compare on {t}: different {what} ({baseline}: {b[field]!r}, {candidate}: "
                                 f"{c[field]!r}). Rerun both versions with the same benchmark, task version, "

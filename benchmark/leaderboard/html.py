@@ -283,25 +283,31 @@ class Page:
         return text, extra
 
     # -- overall ranking ---------------------------------------------------------------------------------------
-    def ranking_table(self) -> str:
+    def ranking_table(self, track: str | None = None) -> str:
+        """The ranking of one track (all rows when the table has no tracks)."""
         h = self.t.headers
+        models = self.models if track is None or "track" not in self.models else \
+            self.models[self.models["track"] == track]
+        tasks = set(self.t.tracks.get(track, {}).get("tasks", [])) if track is not None else set()
+        metric_cols = [c for c in self.metric_cols
+                       if not (tasks and c.startswith("cknna_to_ref[") and c[len("cknna_to_ref["):-1] not in tasks)]
         heads = ['<th class="sortable" scope="col" tabindex="0" data-col="rank" data-type="num" data-better="lower" '
                  f'title="{e(self.rank_title())}">rank<span class="arrow"></span></th>',
                  header_cell("model", "model", "display name (model key); click a name for its card", False)]
         heads += [header_cell(c, short_header(c), tooltip(c, h.get(c, c)), c != "ood_collapse")
-                  for c in self.metric_cols]
+                  for c in metric_cols]
         heads += [header_cell(c, h.get(c, c), h.get(c, c), pd.api.types.is_numeric_dtype(self.models[c]), "meta")
                   for c in self.meta_cols]
-        shading = {c: quality(self.models[c], direction_of(c)) for c in self.metric_cols if c != "ood_collapse"}
+        shading = {c: quality(models[c], direction_of(c)) for c in metric_cols if c != "ood_collapse"}
         rows = []
-        for i, row in self.models.iterrows():
+        for i, row in models.iterrows():
             model = str(row["model"])
             rank, extra = self.rank_html(row)
             cells = [f'<td class="rank num" data-v="{rank if rank != "—" else ""}">{rank}{extra}</td>']
             ref_on = str(row.get("reference_on") or "")
             sub = f' <span class="badge ref">reference on {e(ref_on.replace(",", ", "))}</span>' if ref_on else ""
             cells.append(self.model_button(model, sub))
-            for c in self.metric_cols:
+            for c in metric_cols:
                 if c == "ood_collapse":
                     cells.append(collapse_cell(row[c]))
                 else:
@@ -312,6 +318,19 @@ class Page:
         body = "".join(rows) or f'<tr><td class="empty" colspan="{len(heads)}">No ranked models.</td></tr>'
         return (f'<div class="scroll"><table class="leaderboard filterable"><thead><tr>{"".join(heads)}</tr></thead>'
                 f"<tbody>{body}</tbody></table></div>")
+
+    def track_tables(self) -> str:
+        """One ranking table per track, each under a heading with its tasks and the k = 10 vs 25 Kendall tau."""
+        if not self.t.tracks or "track" not in self.models:
+            return self.ranking_table()
+        parts = []
+        for track, info in self.t.tracks.items():
+            tau = info.get("kendall_tau_k10_k25")
+            tau_text = f"{tau:.3f}" if isinstance(tau, float) and math.isfinite(tau) else "n/a"
+            parts.append(f'<h3 class="track">Track {e(track)}: {e(", ".join(info.get("tasks", [])))}</h3>'
+                         f'<p class="about">{int(info.get("ranked", 0))} ranked; Kendall tau between the rankings '
+                         f"at k = 10 and k = 25: {e(tau_text)}</p>" + self.ranking_table(track))
+        return "".join(parts)
 
     def rank_title(self) -> str:
         text = "position by the ranking rule (see Definitions)"
@@ -514,7 +533,7 @@ def render(
     mlflow_url: an MLflow server UI to link runs to (else $MATTERALIGN_MLFLOW_URL, else unlinked);
     model_info: {model key: {"license", "citation"}} for the cards (else read from models.yaml).
     """
-    keys = [str(k) for k in tables.models.get("model", [])]
+    keys = list(dict.fromkeys(str(k) for k in tables.models.get("model", [])))
     page = Page(tables, board, resolve_mlflow_url(mlflow_url),
                 registry_info(keys) if model_info is None else model_info)
     tasks = sorted(board.task_versions)
@@ -524,12 +543,13 @@ def render(
         f'<button type="button" role="tab" id="tab-{e(tid)}" data-tab="{e(tid)}" aria-controls="panel-{e(tid)}" '
         f'aria-selected="{"true" if i == 0 else "false"}">{e(label)}</button>'
         for i, (tid, label) in enumerate(tab_ids))
-    n_ranked = int(pd.to_numeric(tables.models.get("cknna_to_ref", pd.Series(dtype=float)), errors="coerce")
-                   .notna().sum())
+    n_ranked = int(pd.to_numeric(tables.models.get("rank", pd.Series(dtype=float)), errors="coerce").notna().sum())
     panels = [
         '<section class="panel" role="tabpanel" id="panel-overall" aria-labelledby="tab-overall">'
-        '<p class="about">Ranked by CKNNA alignment to each task\'s reference model, averaged over tasks; hover a '
-        "header for its definition, click it to sort.</p>" + page.ranking_table() + "</section>",
+        '<p class="about">Ranked per track by CKNNA alignment to each task\'s reference model, averaged over '
+        "every task of the track (a model missing one is listed with its coverage, not ranked); [low–high] is "
+        "the rank interval from the bootstrap over structures; hover a header for its definition, click it to "
+        "sort.</p>" + page.track_tables() + "</section>",
         *(f'<section class="panel" role="tabpanel" id="panel-task-{e(t)}" aria-labelledby="tab-task-{e(t)}">'
           f"{page.task_about(t)}{page.task_table(t)}</section>" for t in tasks),
         '<section class="panel" role="tabpanel" id="panel-not-ranked" aria-labelledby="tab-not-ranked">'

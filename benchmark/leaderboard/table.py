@@ -7,7 +7,7 @@ benchmark.metrics.registry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -15,10 +15,17 @@ import pandas as pd
 from benchmark.leaderboard.collect import Board, metric
 from benchmark.metrics.registry import METRICS, direction, label, names
 
-RANKING = """by `cknna_to_ref` averaged over the model's ranked tasks (tasks where the model is itself the
-reference are left out: self-alignment is 1 by construction). Ties, compared after rounding to 1e-6 so
-float noise cannot reorder rows, are broken by the ID score, then the OOD score, then the lower probe
-energy MAE, then the model key; a model without any alignment number ranks last."""
+RANKING = """per track (a board's group of tasks: materials, molecules, proteins), by `cknna_to_ref` averaged over
+every task of the track: a model is ranked in a track only with a board result on each of its tasks (the
+coverage rule of MTEB and Matbench Discovery), so every aggregated column averages the same tasks for every
+ranked model; a model missing a task is listed with its coverage and the reason, and the reference of a task
+is listed as the reference (self-alignment is 1 by construction), never ranked. Ties, compared after rounding
+to 1e-6 so float noise cannot reorder rows, are broken by the ID score, then the OOD score, then the lower
+probe energy MAE, then the model key."""
+
+RANK_INTERVAL = """the 2.5-97.5% range of a model's rank over the bootstrap replicates of CKNNA: every replicate
+resamples the same structure ids for all models of a task (seeded by the sample size), recomputes each model's
+CKNNA from its stored kNN lists, and ranks the track means; models whose intervals overlap are marked tied."""
 
 ID_OOD = "mean `cknna_to_ref` over the model's tasks whose role is id / ood."
 
@@ -57,6 +64,8 @@ class Tables:
     headers: dict[str, str]
     task_headers: dict[str, str]
     directions: dict[str, str]
+    #: per track: tasks, ranked count, Kendall tau between the k = 10 and k = 25 rankings (`track_summaries`)
+    tracks: dict[str, dict] = field(default_factory=dict)
 
 
 def _mean(frame: pd.DataFrame, name: str) -> float:
@@ -94,15 +103,118 @@ def _parameters(value: str) -> float:
         return float("nan")
 
 
-def model_table(board: Board) -> pd.DataFrame:
-    """One row per model, ranked (see RANKING)."""
+def board_tracks(board: Board) -> dict[str, list[str]]:
+    """Track -> its tasks: the frozen board's tracks (tasks that have results), else the tracks the runs were
+    tagged with (tag `track`; "all" for runs from before tracks)."""
+    if board.definition is not None:
+        tracks = {t: [x for x in names if x in board.task_versions] for t, names in board.definition.tracks.items()}
+        return {t: names for t, names in tracks.items() if names}
     res = board.results
-    tasks = sorted(board.task_versions)
+    track_of = dict(zip(res["task"], res["track"].fillna("").replace("", "all"))) if "track" in res else {}
+    out: dict[str, list[str]] = {}
+    for task in sorted(board.task_versions):
+        out.setdefault(track_of.get(task, "all"), []).append(task)
+    return out
+
+
+def _missing_reason(board: Board, model: str, task: str, rows: pd.DataFrame) -> str:
+    one = rows[rows["task"] == task]
+    if len(one):
+        return "no CKNNA (no reference alignment)"
+    nr = board.not_ranked
+    hit = nr[(nr["model"] == model) & (nr["task"] == task)] if len(nr) else nr
+    if len(hit):
+        return f"{hit.iloc[0]['status']}: {str(hit.iloc[0]['reason'])[:160]}"
+    return "not run"
+
+
+def _labelled_mean(rows: pd.DataFrame, name: str, labelled: list[str]) -> float:
+    """Mean of `name` over exactly the tasks in `labelled`; NaN unless the model has it on every one."""
+    values = [_mean(rows[rows["task"] == t], name) for t in labelled]
+    return float(np.mean(values)) if labelled and all(np.isfinite(values)) else float("nan")
+
+
+def rank_intervals(replicates: dict[str, dict[str, np.ndarray]], models: list[str], higher: bool = True,
+                   level: float = 0.95) -> dict[str, tuple[int, int]]:
+    """Rank interval per model from joint bootstrap replicates: replicates[task][model] are one model's
+    replicates of a task (replicate b of every model is the same resample); each replicate's track means
+    are ranked (1 = best) and the interval is the (1-level)/2 .. (1+level)/2 range of each model's ranks.
+    A replicate undefined for any model is dropped; {} when the replicates do not line up (different counts,
+    a model without them). Cost O(n_boot m log m) for m models."""
+    if not models or not replicates:
+        return {}
+    per_task = []
+    for task, reps in replicates.items():
+        if any(m not in reps for m in models):
+            return {}
+        arr = np.array([np.asarray(reps[m], dtype=float) for m in models]) if len({len(reps[m]) for m in models}) == 1 \
+            else None
+        if arr is None:
+            return {}
+        per_task.append(arr)
+    if len({a.shape[1] for a in per_task}) != 1:
+        return {}
+    means = np.mean(per_task, axis=0)  # models x replicates
+    keep = np.isfinite(means).all(axis=0)
+    if keep.sum() < 2:
+        return {}
+    means = means[:, keep]
+    order = np.argsort(-means if higher else means, axis=0, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, len(models) + 1)[:, None].repeat(means.shape[1], axis=1), axis=0)
+    lo = np.quantile(ranks, (1 - level) / 2, axis=1, method="lower")
+    hi = np.quantile(ranks, (1 + level) / 2, axis=1, method="higher")
+    return {m: (int(a), int(b)) for m, a, b in zip(models, lo, hi)}
+
+
+def kendall_tau(a: pd.Series, b: pd.Series) -> float:
+    """Kendall's tau-b between two score columns over the rows where both are finite (NaN with < 3 rows)."""
+    from scipy.stats import kendalltau
+
+    x, y = a.astype(float), b.astype(float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return float("nan")
+    return float(kendalltau(x[ok], y[ok]).statistic)
+
+
+def model_table(board: Board) -> pd.DataFrame:
+    """One row per (track, model) with a result on the track: ranked rows first (see RANKING), each with its
+    rank interval (RANK_INTERVAL), then the unranked ones with their coverage or reference role."""
+    frames = [track_table(board, track, tasks) for track, tasks in board_tracks(board).items()]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=_columns([]))
+
+
+def _columns(tasks: list[str]) -> list[str]:
+    return ["track", "rank", "rank_low", "rank_high", "tied", "model", "name", "family", "modality", "domain",
+            "version", "parameters", "training_data", "coverage", "reference_on", "tied_with", "cknna_to_ref",
+            "cknna_to_ref_k25", "id_score", "ood_score", "ood_collapse", "energy_mae", "probe_energy_mae",
+            "intrinsic_dimension", *[f"cknna_to_ref[{t}]" for t in tasks]]
+
+
+def track_table(board: Board, track: str, tasks: list[str]) -> pd.DataFrame:
+    """The ranking of one track (see model_table)."""
+    res = board.results[board.results["task"].isin(tasks)]
+    labelled = {name: [t for t in tasks if metric(res[res["task"] == t], name).notna().any()]
+                for name in ("energy_mae", "probe_energy_mae")}
     rows = []
     for model, rows_m in res.groupby("model", sort=True):
+        ref_on = sorted(rows_m.loc[rows_m["is_reference"] == "true", "task"])
         scored = rows_m[rows_m["is_reference"] != "true"]
+        missing = [t for t in tasks if t not in ref_on and not metric(scored[scored["task"] == t], "cknna_to_ref")
+                   .notna().any()]
+        ranked = not ref_on and not missing
+        if ref_on:
+            coverage = f"reference on {', '.join(ref_on)}"
+        elif missing:
+            coverage = (f"{len(tasks) - len(missing)}/{len(tasks)} tasks; missing "
+                        + "; ".join(f"{t} ({_missing_reason(board, model, t, rows_m)})" for t in missing))
+        else:
+            coverage = f"all {len(tasks)} tasks"
+        nan = float("nan")
         row = {
-            "model": model,
+            "track": track, "model": model,
             "name": _first(rows_m, "model_name") or model,
             "family": _first(rows_m, "family"),
             "modality": _first(rows_m, "modality"),
@@ -110,26 +222,55 @@ def model_table(board: Board) -> pd.DataFrame:
             "version": _first(rows_m, "model_version"),
             "parameters": _parameters(_first(rows_m, "parameters")),
             "training_data": _first(rows_m, "training_data"),
-            "reference_on": ",".join(sorted(rows_m.loc[rows_m["is_reference"] == "true", "task"])),
-            "cknna_to_ref": _mean(scored, "cknna_to_ref"),
-            "id_score": _mean(scored[scored["role"] == "id"], "cknna_to_ref"),
-            "ood_score": _mean(scored[scored["role"] == "ood"], "cknna_to_ref"),
-            "ood_collapse": collapse(scored[scored["role"] == "id"], scored[scored["role"] == "ood"]),
-            "energy_mae": _mean(rows_m, "energy_mae"),
-            "probe_energy_mae": _mean(rows_m, "probe_energy_mae"),
-            "intrinsic_dimension": _mean(rows_m, "intrinsic_dimension"),
+            "coverage": coverage, "reference_on": ",".join(ref_on), "tied_with": "", "tied": "",
+            "cknna_to_ref": _mean(scored, "cknna_to_ref") if ranked else nan,
+            "cknna_to_ref_k25": _labelled_mean(scored, "cknna_to_ref_k25", tasks) if ranked else nan,
+            "id_score": _mean(scored[scored["role"] == "id"], "cknna_to_ref") if ranked else nan,
+            "ood_score": _mean(scored[scored["role"] == "ood"], "cknna_to_ref") if ranked else nan,
+            "ood_collapse": collapse(scored[scored["role"] == "id"], scored[scored["role"] == "ood"]) if ranked
+            else "n/a",
+            "energy_mae": _labelled_mean(rows_m, "energy_mae", labelled["energy_mae"]),
+            "probe_energy_mae": _labelled_mean(rows_m, "probe_energy_mae", labelled["probe_energy_mae"]),
+            "intrinsic_dimension": _labelled_mean(rows_m, "intrinsic_dimension", tasks),
+            "_ranked": ranked,
         }
         for task in tasks:
-            one = scored[scored["task"] == task]
-            row[f"cknna_to_ref[{task}]"] = _mean(one, "cknna_to_ref")
+            row[f"cknna_to_ref[{task}]"] = _mean(scored[scored["task"] == task], "cknna_to_ref")
         rows.append(row)
-    columns = ["rank", "model", "name", "family", "modality", "domain", "version", "parameters", "training_data",
-               "reference_on", "cknna_to_ref", "id_score", "ood_score", "ood_collapse", "energy_mae",
-               "probe_energy_mae", "intrinsic_dimension", *[f"cknna_to_ref[{t}]" for t in tasks]]
     if not rows:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=_columns(tasks))
     table = pd.DataFrame(rows)
-    return rank(table)[columns]
+    ranked = rank(table[table["_ranked"]].copy())
+    ranked["rank_low"] = ranked["rank_high"] = np.nan
+    reps = {t: board.replicates.get(t, {}) for t in tasks}
+    iv = rank_intervals(reps, list(ranked["model"]), higher_is_better("cknna_to_ref"))
+    if iv:
+        ranked["rank_low"] = [float(iv[m][0]) for m in ranked["model"]]
+        ranked["rank_high"] = [float(iv[m][1]) for m in ranked["model"]]
+        for i, m in enumerate(ranked["model"]):
+            lo, hi = iv[m]
+            tied = [o for o in ranked["model"] if o != m and iv[o][0] <= hi and lo <= iv[o][1]]
+            ranked.iloc[i, ranked.columns.get_loc("tied_with")] = ", ".join(tied)
+            ranked.iloc[i, ranked.columns.get_loc("tied")] = "yes" if tied else "no"
+    rest = table[~table["_ranked"]].copy()
+    rest["_ref"] = rest["reference_on"] == ""
+    rest = rest.sort_values(["_ref", "model"], kind="mergesort").drop(columns="_ref")
+    rest["rank"] = rest["rank_low"] = rest["rank_high"] = np.nan
+    out = pd.concat([ranked, rest], ignore_index=True)
+    return out[_columns(tasks)]
+
+
+def track_summaries(board: Board, models: pd.DataFrame) -> dict[str, dict]:
+    """Per track: its tasks, how many models are ranked, Kendall's tau between the rankings at k = 10 and
+    k = 25, and whether rank intervals could be computed."""
+    out = {}
+    for track, tasks in board_tracks(board).items():
+        rows = models[(models["track"] == track) & models["rank"].notna()] if len(models) else models
+        out[track] = {"tasks": tasks, "ranked": int(len(rows)),
+                      "kendall_tau_k10_k25": kendall_tau(rows["cknna_to_ref"], rows["cknna_to_ref_k25"])
+                      if len(rows) else float("nan"),
+                      "rank_intervals": bool(len(rows) and rows["rank_low"].notna().all())}
+    return out
 
 
 def rank(table: pd.DataFrame) -> pd.DataFrame:
@@ -145,7 +286,7 @@ def rank(table: pd.DataFrame) -> pd.DataFrame:
     keys.append("model")
     ascending.append(True)
     ranked = table.sort_values(keys, ascending=ascending, kind="mergesort").reset_index(drop=True)
-    ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
+    ranked["rank"] = np.arange(1, len(ranked) + 1, dtype=float)
     return ranked.drop(columns=[k for k in keys if k.startswith("_")])
 
 
@@ -165,13 +306,15 @@ def build_tables(board: Board) -> Tables:
     models = model_table(board)
     per_task = per_task_table(board)
     not_ranked = board.not_ranked[["model", "task", "status", "reason", "run_id"]].reset_index(drop=True)
-    metric_names = ["cknna_to_ref", "id_score", "ood_score", "energy_mae", "probe_energy_mae",
+    metric_names = ["cknna_to_ref", "cknna_to_ref_k25", "id_score", "ood_score", "energy_mae", "probe_energy_mae",
                     "intrinsic_dimension", *TASK_METRICS]
     directions = {n: direction(n) for n in dict.fromkeys(metric_names)}
     headers = {
         "rank": "rank", "model": "model", "name": "name", "family": "family", "modality": "modality",
         "domain": "domain", "version": "version", "parameters": "parameters", "training_data": "training data",
-        "reference_on": "is the reference on", "ood_collapse": "OOD collapse",
+        "reference_on": "is the reference on", "ood_collapse": "OOD collapse", "track": "track",
+        "rank_low": "rank interval low", "rank_high": "rank interval high", "tied": "statistically tied",
+        "tied_with": "tied with (overlapping rank intervals)", "coverage": "coverage",
         "task": "task", "task_version": "task version", "role": "role", "reference": "reference",
         "is_reference": "is reference", "n_samples": "samples", "model_version": "model version",
         "checkpoint_digest": "checkpoint digest", "run_id": "MLflow run", "status": "status", "reason": "reason",
@@ -179,11 +322,12 @@ def build_tables(board: Board) -> Tables:
     for name in directions:
         headers[name] = header(name)
     task_headers = dict(headers)
-    headers["cknna_to_ref"] = header("cknna_to_ref", "CKNNA to reference, mean over tasks")
+    headers["cknna_to_ref"] = header("cknna_to_ref", "CKNNA to reference, mean over the track's tasks")
+    headers["cknna_to_ref_k25"] = header("cknna_to_ref_k25", "CKNNA to reference at k = 25, mean over the track's tasks")
     for task in board.task_versions:
         headers[f"cknna_to_ref[{task}]"] = header("cknna_to_ref", f"CKNNA to reference on {task}")
         directions[f"cknna_to_ref[{task}]"] = directions["cknna_to_ref"]
-    return Tables(models, per_task, not_ranked, headers, task_headers, directions)
+    return Tables(models, per_task, not_ranked, headers, task_headers, directions, track_summaries(board, models))
 
 
 def display(frame: pd.DataFrame, headers: dict[str, str]) -> pd.DataFrame:

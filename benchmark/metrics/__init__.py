@@ -9,7 +9,7 @@ from benchmark.metrics.idcor import IdcorResult, idcor, idcor_test
 from benchmark.metrics.imbalance import information_imbalance, information_imbalance_ranks, information_imbalances
 from benchmark.metrics.imbalance import imbalances_to_reference, information_imbalances_many
 from benchmark.metrics.intrinsic_dim import mle_id, twonn
-from benchmark.metrics.knn_alignment import alignment_ci, cknna, mutual_knn
+from benchmark.metrics.knn_alignment import alignment_ci, alignment_replicates, cknna, mutual_knn, replicate_interval
 from benchmark.metrics.registry import METRICS, MetricInfo, direction
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "IdcorResult",
     "MetricInfo",
     "alignment_ci",
+    "alignment_replicates",
     "check_paired",
     "cknna",
     "direction",
@@ -30,5 +31,6 @@ __all__ = [
     "linear_cka",
     "mle_id",
     "mutual_knn",
+    "replicate_interval",
     "twonn",
 ]

@@ -248,31 +248,30 @@ def mutual_knn(ga: KnnGraph, gb: KnnGraph, k: int | None = None) -> float:
     return float(_overlaps(ga, gb, k).mean() / k)
 
 
-def alignment_ci(
+def alignment_replicates(
     ga: KnnGraph,
     gb: KnnGraph,
     metric: str = "cknna",
     k: int | None = None,
     n_boot: int = 200,
-    level: float = 0.95,
     seed: int = 0,
     eps: float = 1e-6,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval for cknna or mutual_knn, resampling points as queries.
+) -> np.ndarray:
+    """Bootstrap replicates of cknna or mutual_knn, resampling points as queries (NaN where undefined).
 
     Each replicate draws multinomial counts w (sum n) over points and weights row i of every
     masked kernel (or point i's overlap) by w_i, keeping the stored neighbour lists fixed: the
-    interval reflects which points' neighbourhoods enter the sums, conditional on the two
+    replicates reflect which points' neighbourhoods enter the sums, conditional on the two
     graphs (re-running the kNN on each resample is what it saves). For mutual_knn this is the
-    ordinary bootstrap of a mean of per-point overlaps. Each replicate costs O(n k) (one sparse
-    product per batch of replicates, `_WeightedHsic`).
+    ordinary bootstrap of a mean of per-point overlaps. The draws depend only on (n, n_boot, seed),
+    so every model of a task aligned to the same reference with the same seed is resampled on the
+    same structure ids: replicate b of two models is one joint resample (what rank intervals need).
 
-    Cost: O(n_boot n k) time, O(n k + batch n) memory (batch = min(n_boot, 2^23 / n) replicates).
+    Cost: O(n_boot n k) time (one sparse product per batch of replicates, `_WeightedHsic`),
+    O(n k + batch n) memory (batch = min(n_boot, 2^23 / n) replicates).
     """
     if metric not in ("cknna", "mutual_knn"):
-        raise ValueError(f"alignment_ci supports 'cknna' and 'mutual_knn', got {metric!r}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise ValueError(f"alignment_replicates supports 'cknna' and 'mutual_knn', got {metric!r}")
     if n_boot < 2:
         raise ValueError(f"n_boot must be >= 2, got {n_boot}")
     k = _check_pair(ga, gb, k)
@@ -291,11 +290,37 @@ def alignment_ci(
     def replicates(W: np.ndarray) -> np.ndarray:
         return W @ ov / n if metric == "mutual_knn" else _weighted_cknna(both(W), sa(W), sb(W), eps)
 
-    reps = np.concatenate([replicates(rng.multinomial(n, p, size=min(batch, n_boot - a)).astype(np.float64))
+    return np.concatenate([replicates(rng.multinomial(n, p, size=min(batch, n_boot - a)).astype(np.float64))
                            for a in range(0, n_boot, batch)])
-    if metric == "cknna":
-        reps = reps[np.isfinite(reps)]
-        if reps.size < 2:
-            raise DataError("bootstrap CKNNA is undefined on almost every resample (degenerate kNN masks)")
+
+
+def replicate_interval(reps: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates (undefined replicates dropped); DataError when fewer
+    than 2 are defined (degenerate kNN masks on almost every resample)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    reps = np.asarray(reps, dtype=np.float64)
+    reps = reps[np.isfinite(reps)]
+    if reps.size < 2:
+        raise DataError("bootstrap CKNNA is undefined on almost every resample (degenerate kNN masks)")
     lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def alignment_ci(
+    ga: KnnGraph,
+    gb: KnnGraph,
+    metric: str = "cknna",
+    k: int | None = None,
+    n_boot: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+    eps: float = 1e-6,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval for cknna or mutual_knn over `alignment_replicates` (same cost).
+
+    A mutual_knn replicate is always defined; an undefined CKNNA replicate is dropped.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    return replicate_interval(alignment_replicates(ga, gb, metric, k, n_boot, seed, eps), level)

@@ -40,7 +40,6 @@ def neurochem_files(model_dir: Path) -> tuple[Path, Path, Path, int] | None:
 class ANIAdapter(ModelAdapter):
     """Per-atom last hidden layer of the element networks (all ensemble members side by side), mean-pooled."""
 
-    modality = "atoms"
     packages = ("torchani",)
     feature_source = (
         "for every atom, the activations entering each element network's `final_layer` (the last hidden layer, "

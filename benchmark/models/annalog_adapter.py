@@ -25,7 +25,6 @@ MAX_LENGTH = 102
 class AnnalogAdapter(ModelAdapter):
     """Mean over tokens of annalog's transformer-encoder output (256)."""
 
-    modality = "smiles"
     packages = ("annalog", "torch")
     feature_source = (
         "output of the encoder (annalog.model_files.seq2seq_attention.Encoder, after its 3rd layer's final "

@@ -31,9 +31,8 @@ class EmbedOutput:
 
 
 class ModelAdapter(ABC):
-    """Base class. Subclasses set `modality` and `feature_source`, and implement `_load` and `embed`."""
+    """Base class. Subclasses set `feature_source` and implement `_load` and `embed`."""
 
-    modality: ClassVar[str] = "atoms"
     #: where the features are taken from (module / hook) and why; shown by `matteralign models`
     feature_source: ClassVar[str] = ""
     #: python packages the adapter imports; checked by `available()` without importing them
@@ -144,6 +143,14 @@ def expand_path(value: str) -> Path:
             "export it (e.g. MATTERALIGN_WEIGHTS=/path/to/weights) or write the path out"
         )
     return Path(expanded)
+
+
+def local_checkpoint(value: str, family: str, suffix: str) -> Path:
+    """The checkpoint file `value` names (after `expand_path`); ModelUnavailable saying where it was looked for."""
+    path = expand_path(value)
+    if not path.is_file():
+        raise ModelUnavailable(f"{family} checkpoint {path} not found: put the {suffix} file there or fix 'checkpoint'")
+    return path
 
 
 def shipped_or_path(name: str, package: str, folder: str, shipped: dict[str, str]) -> Path | None:

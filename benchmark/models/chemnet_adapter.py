@@ -24,7 +24,6 @@ PAD_LEN = 350
 class ChemNetAdapter(ModelAdapter):
     """FCD's ChemNet penultimate layer (512) per SMILES."""
 
-    modality = "smiles"
     packages = ("fcd", "rdkit", "torch")
     feature_source = (
         "output of fcd.load_ref_model() (the Keras-imported ChemNet truncated as FCD uses it): the last time step "

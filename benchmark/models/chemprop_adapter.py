@@ -27,7 +27,6 @@ SHIPPED_CHECKPOINTS = {
 class ChempropAdapter(ModelAdapter):
     """chemprop MPNN.fingerprint(): aggregated D-MPNN atom states (300), per molecule."""
 
-    modality = "smiles"
     packages = ("chemprop", "rdkit", "torch")
     feature_source = (
         "chemprop.models.MPNN.fingerprint(): BondMessagePassing's atom hidden states after the last message-"

@@ -14,6 +14,7 @@ import numpy as np
 
 from benchmark.errors import ModelUnavailable
 from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool, require_checkpoint, shipped_or_path
+from benchmark.models.batching import atom_budget_chunks
 from benchmark.structures import Sample
 
 #: CHGNet.load model names -> checkpoint file under chgnet/pretrained (what the 0.4.2 wheel ships)
@@ -34,7 +35,6 @@ def resolve_checkpoint(name: str) -> Path | None:
 class CHGNetAdapter(ModelAdapter):
     """Per-atom features at the input of the energy readout MLP, mean-pooled; total energy in eV."""
 
-    modality = "atoms"
     packages = ("chgnet", "pymatgen")
     feature_source = (
         "default (options.features='interaction'): the per-atom features after the last atom-convolution block "
@@ -96,23 +96,12 @@ class CHGNetAdapter(ModelAdapter):
             return f"an atom has no neighbour within this CHGNet's {self.cutoff:g} A graph cutoff"
         return None
 
-    def _chunks(self, samples: Sequence[Sample]) -> list[list[int]]:
-        chunks: list[list[int]] = [[]]
-        atoms = 0
-        for i, s in enumerate(samples):
-            if chunks[-1] and atoms + s.n_atoms > self.max_atoms_per_batch:
-                chunks.append([])
-                atoms = 0
-            chunks[-1].append(i)
-            atoms += s.n_atoms
-        return chunks
-
     def embed(self, samples: Sequence[Sample]) -> EmbedOutput:
         self.load()
         torch = self._torch
         features = np.zeros((len(samples), self.dim))
         energies = np.zeros(len(samples))
-        for chunk in self._chunks(samples) if samples else []:
+        for chunk in atom_budget_chunks(samples, self.max_atoms_per_batch) if samples else []:
             graphs = [self.model.graph_converter(samples[i].to_structure(self.vacuum)).to(self.device) for i in chunk]
             n_atoms = np.array([samples[i].n_atoms for i in chunk], dtype=np.float64)
             self._captured.clear()

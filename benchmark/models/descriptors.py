@@ -20,7 +20,6 @@ MAX_Z = 100
 class MorganFingerprintAdapter(ModelAdapter):
     """Morgan (ECFP4-like) count fingerprint, folded to `n_bits`, as a float vector."""
 
-    modality = "smiles"
     packages = ("rdkit",)
     feature_source = (
         "RDKit rdFingerprintGenerator Morgan count fingerprint (radius 2, 2048 bits by default) of the SMILES: "
@@ -69,7 +68,6 @@ class StructuralDescriptorAdapter(ModelAdapter):
     cell. The second RDF weights each pair by Z_i*Z_j/100 so that pairs of different chemistry separate.
     """
 
-    modality = "atoms"
     packages = ("ase",)
     feature_source = (
         "hand-made, no learned weights: element fractions over Z=1..100, then a Gaussian-smeared radial "

@@ -27,7 +27,6 @@ FILES = ("model.json", "model.pt", "state.pt")
 class DIEPAdapter(ModelAdapter):
     """Node features after the last graph block, mean-pooled over atoms; total energy (eV) from the potential."""
 
-    modality = "atoms"
     packages = ("diep", "torch_geometric")
     feature_source = (
         "node_feat output of the last `graph_layers` block of diep.models.DIEP (forward hook): the 64 per-atom "

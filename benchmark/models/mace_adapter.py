@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmark.errors import ConfigError, ModelUnavailable
 from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool
-from benchmark.models.base import expand_path
+from benchmark.models.base import local_checkpoint
 from benchmark.structures import Sample
 
 FOUNDATIONS = {"mace-mp": "mace_mp_urls", "mace-off": "mace_off_urls"}
@@ -54,14 +54,10 @@ def resolve_mace_checkpoint(checkpoint: str | None) -> Path:
             raise ModelUnavailable(f"{family} {name!r} weights not found at {cached}: download {url} to that file "
                                    "(or set XDG_CACHE_HOME, or point 'checkpoint' at a local .model file)")
         return cached
-    path = expand_path(checkpoint)
-    if not path.is_file():
-        raise ModelUnavailable(f"MACE checkpoint {path} not found: put the .model file there or fix 'checkpoint'")
-    return path
+    return local_checkpoint(checkpoint, "MACE", ".model")
 
 
 class MACEAdapter(ModelAdapter):
-    modality: ClassVar[str] = "atoms"
     feature_source: ClassVar[str] = (
         "MACE forward()['node_feats'] (product outputs of the interaction blocks), scalar or all irrep channels, "
         "mean over atoms: the environment descriptors the energy readouts act on"

@@ -19,7 +19,7 @@ import numpy as np
 
 from benchmark.errors import ModelUnavailable
 from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool
-from benchmark.models.base import expand_path
+from benchmark.models.base import local_checkpoint
 from benchmark.structures import Sample
 
 NAMED = {"mattersim-v1.0.0-1m": "mattersim-v1.0.0-1M.pth", "mattersim-v1.0.0-5m": "mattersim-v1.0.0-5M.pth"}
@@ -39,14 +39,10 @@ def resolve_mattersim_checkpoint(checkpoint: str | None) -> Path:
             raise ModelUnavailable(f"MatterSim weights {path} not found: copy {NAMED[name]} there (it ships in the "
                                    "microsoft/mattersim GitHub repository, pretrained_models/) or set 'checkpoint'")
         return path
-    path = expand_path(checkpoint)
-    if not path.is_file():
-        raise ModelUnavailable(f"MatterSim checkpoint {path} not found: put the .pth file there or fix 'checkpoint'")
-    return path
+    return local_checkpoint(checkpoint, "MatterSim", ".pth")
 
 
 class MatterSimAdapter(ModelAdapter):
-    modality: ClassVar[str] = "atoms"
     feature_source: ClassVar[str] = (
         "forward pre-hook on M3Gnet.final: the per-atom atom_attr after the last graph_conv block, which the "
         "energy readout reads; mean over atoms"

@@ -35,7 +35,6 @@ ARCHITECTURES = ("orb_v3_direct_architecture", "orb_v3_conservative_architecture
 
 
 class OrbAdapter(ModelAdapter):
-    modality: ClassVar[str] = "atoms"
     feature_source: ClassVar[str] = (
         "forward hook on regressor.model (MoleculeGNS): output['node_features'] after the last message-passing "
         "step, the latents every Orb head reads; mean over atoms"

@@ -38,7 +38,6 @@ def antiberty_dir() -> Path | None:
 class AntiBERTyAdapter(ModelAdapter):
     """AntiBERTy's BERT encoder on protein sequences (one-letter codes, space-separated as the model expects)."""
 
-    modality: ClassVar[str] = "protein"
     feature_source: ClassVar[str] = "AntiBERTy BertModel last_hidden_state (512-d), masked mean over residue tokens"
     packages: ClassVar[tuple[str, ...]] = ("torch", "transformers", "antiberty")
 

@@ -31,7 +31,6 @@ MAX_RESIDUES = 509  # 512 positions less the two conditioning tokens and [SEP]
 class IgLMAdapter(ModelAdapter):
     """IgLM / IgLM-S decoder (option `model`) on protein sequences."""
 
-    modality: ClassVar[str] = "protein"
     feature_source: ClassVar[str] = "IgLM GPT2Model last_hidden_state (512-d; IgLM-S 192-d), mean over residue tokens"
     packages: ClassVar[tuple[str, ...]] = ("torch", "transformers", "iglm")
 

@@ -37,7 +37,6 @@ def shipped_checkpoints() -> dict[str, str]:
 class ProteinMPNNAdapter(ModelAdapter):
     """ProteinMPNN encoder on the backbone of protein-chain samples."""
 
-    modality: ClassVar[str] = "protein"
     feature_source: ClassVar[str] = (
         "ProteinMPNN encoder_layers[-1] node states h_V (128-d, backbone only, no sequence), mean over residues"
     )

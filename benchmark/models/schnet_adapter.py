@@ -44,7 +44,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 class SchNetAdapter(ModelAdapter):
-    modality: ClassVar[str] = "atoms"
     feature_source: ClassVar[str] = (
         "SchNet atom features after the last interaction block (input of the energy readout MLP), mean-pooled"
     )

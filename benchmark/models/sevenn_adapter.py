@@ -15,6 +15,7 @@ import numpy as np
 
 from benchmark.errors import ModelUnavailable
 from benchmark.models.base import EmbedOutput, ModelAdapter, mean_pool, require_checkpoint, shipped_or_path
+from benchmark.models.batching import atom_budget_chunks
 from benchmark.structures import Sample
 
 #: pretrained names -> checkpoint file under sevenn/pretrained_potentials (the ones the 0.13 wheel ships)
@@ -38,7 +39,6 @@ def resolve_checkpoint(name: str) -> Path | None:
 class SevenNetAdapter(ModelAdapter):
     """Per-atom invariant node features of the last interaction block, mean-pooled; total energy in eV."""
 
-    modality = "atoms"
     packages = ("sevenn", "torch_geometric")
     feature_source = (
         "input of the `reduce_input_to_hidden` module (forward pre-hook, node attribute `x`): the 128 scalar (0e) "
@@ -110,17 +110,6 @@ class SevenNetAdapter(ModelAdapter):
             graph[KEY.DATA_MODALITY] = self.modal
         return graph
 
-    def _chunks(self, samples: Sequence[Sample]) -> list[list[int]]:
-        chunks: list[list[int]] = [[]]
-        atoms = 0
-        for i, s in enumerate(samples):
-            if chunks[-1] and atoms + s.n_atoms > self.max_atoms_per_batch:
-                chunks.append([])
-                atoms = 0
-            chunks[-1].append(i)
-            atoms += s.n_atoms
-        return chunks
-
     def embed(self, samples: Sequence[Sample]) -> EmbedOutput:
         from sevenn import _keys as KEY
         from torch_geometric.data import Batch
@@ -128,7 +117,7 @@ class SevenNetAdapter(ModelAdapter):
         self.load()
         features = np.zeros((len(samples), self.dim))
         energies = np.zeros(len(samples))
-        for chunk in self._chunks(samples) if samples else []:
+        for chunk in atom_budget_chunks(samples, self.max_atoms_per_batch) if samples else []:
             batch = Batch.from_data_list([self._graph(samples[i]) for i in chunk]).to(self.device)
             self._captured.clear()
             with self._torch.no_grad():

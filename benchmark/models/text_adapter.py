@@ -24,7 +24,6 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 class HFTextEncoderAdapter(ModelAdapter):
     """Last hidden state of a local HF encoder, averaged over the tokens the attention mask keeps."""
 
-    modality = "text"
     packages = ("transformers", "torch")
     feature_source = (
         "`last_hidden_state` of transformers.AutoModel (the encoder's final layer, before any task head or "
@@ -68,7 +67,6 @@ class HFTextEncoderAdapter(ModelAdapter):
                 f"{', '.join(WEIGHT_FILES)})"
             )
         return weights
-
 
     def _load(self) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"

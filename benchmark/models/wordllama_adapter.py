@@ -25,7 +25,6 @@ CONFIG = "l2_supercat"
 class WordLlamaAdapter(ModelAdapter):
     """Attention-mask average of WordLlama's 256-d static token vectors, unnormalised."""
 
-    modality = "text"
     packages = ("wordllama",)
     feature_source = (
         "WordLlamaInference.embed(norm=False): the 'l2_supercat' token-embedding table (Llama-2-family input "

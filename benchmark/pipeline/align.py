@@ -17,15 +17,16 @@ from typing import Callable
 import numpy as np
 
 from benchmark.errors import DataError
-from benchmark.knn import cached_knn_graph, prepare_for_alignment
+from benchmark.knn import cached_knn_graph, prepare_for_alignment, tied_fraction
 from benchmark.metrics import (
-    alignment_ci,
+    alignment_replicates,
     check_paired,
     cknna,
     information_imbalances,
     linear_cka,
     mle_id,
     mutual_knn,
+    replicate_interval,
     twonn,
 )
 from benchmark.metrics.dcor_alignment import dcor_subsample, distance_correlation
@@ -37,6 +38,14 @@ from benchmark.pipeline.executors import Executor
 from benchmark.pipeline.types import ModelTaskResult, ReferenceChoice, RunConfig
 
 MLE_K = 20
+#: the second k at which CKNNA is reported (the paper's released similarity data uses k = 25)
+K_PAPER = 25
+
+
+def graph_k(k: int, n: int) -> int:
+    """The k of the one cosine graph a model gets per task: max(k, K_PAPER) + 1 neighbours (the extra one tells
+    whether the k-th place is tied), at most n - 1. Every reported k is a truncation of it."""
+    return min(max(k, K_PAPER) + 1, n - 1)
 
 
 def _safe(errors: dict[str, str], name: str, fn: Callable[[], object]):
@@ -75,7 +84,8 @@ def _idcor(features: np.ndarray, ref_features: np.ndarray, n_perm: int) -> Idcor
 def model_geometry(
     features: np.ndarray, cache_key: str, k: int, k_euc: int, knn_dir: Path
 ) -> tuple[dict[str, float], dict[str, str]]:
-    """One model's kNN graphs (cached under knn_dir by its embedding cache key) and intrinsic dimensions.
+    """One model's kNN graphs (cached under knn_dir by its embedding cache key), the fraction of its cosine kNN
+    lists tied at k, and its intrinsic dimensions.
 
     A job of stage 2: pure apart from the graph cache, so the local loop and a Ray task run the same code.
     Returns (metrics, errors/notes).
@@ -85,7 +95,12 @@ def model_geometry(
     raw = np.asarray(features, dtype=np.float64)
     p = _prepare(raw, err)
     if p is not None:
-        _safe(err, "knn_cosine", lambda: cached_knn_graph(p, k, "cosine", graph_path(knn_dir, cache_key)))
+        kg = graph_k(k, p.shape[0])
+        g = _safe(err, "knn_cosine", lambda: cached_knn_graph(p, kg, "cosine", graph_path(knn_dir, cache_key)))
+        if g is not None and kg > k:
+            metrics["knn_tied_fraction"] = tied_fraction(g, k)
+        elif g is not None:
+            err["note.knn_tied_fraction"] = f"not measured: n = {p.shape[0]} leaves no (k+1)-th neighbour at k = {k}"
     g_euc = _safe(
         err, "knn_euclidean", lambda: cached_knn_graph(raw, k_euc, "euclidean", knn_dir / f"{cache_key}-euclidean.npz")
     )
@@ -103,34 +118,43 @@ def model_geometry(
 def model_alignment(
     features: np.ndarray, cache_key: str, ref_features: np.ndarray, ref_cache_key: str, k: int, knn_dir: Path,
     n_boot: int, n_perm: int,
-) -> tuple[dict[str, float], dict[str, str]]:
+) -> tuple[dict[str, float], dict[str, str], np.ndarray | None]:
     """One model's alignment to the reference, from both models' cached cosine graphs (`model_geometry` first).
 
     A job of stage 2, like `model_geometry`. The samples must already be paired (same ids, same order).
+    Returns (metrics, errors/notes, the n_boot bootstrap replicates of cknna_to_ref or None): the replicates
+    are seeded by (n, n_boot) only, so all models of a task share their resamples (the board's rank intervals).
     """
     err: dict[str, str] = {}
     p = _prepare(np.asarray(features, dtype=np.float64), err)
     p_ref = _prepare(np.asarray(ref_features, dtype=np.float64), {})
     if p is None or p_ref is None:
-        return {}, err
-    g = _safe(err, "knn_cosine", lambda: cached_knn_graph(p, k, "cosine", graph_path(knn_dir, cache_key)))
-    g_ref = cached_knn_graph(p_ref, k, "cosine", graph_path(knn_dir, ref_cache_key))
+        return {}, err, None
+    kg = graph_k(k, p.shape[0])
+    g = _safe(err, "knn_cosine", lambda: cached_knn_graph(p, kg, "cosine", graph_path(knn_dir, cache_key)))
+    g_ref = cached_knn_graph(p_ref, kg, "cosine", graph_path(knn_dir, ref_cache_key))
     if g is None:
-        return {}, err
+        return {}, err, None
     values = {
         "cknna_to_ref": _safe(err, "cknna_to_ref", lambda: cknna(g, g_ref, k=k)),
         "mutual_knn_to_ref": _safe(err, "mutual_knn_to_ref", lambda: mutual_knn(g, g_ref, k=k)),
         "cka_to_ref": _safe(err, "cka_to_ref", lambda: linear_cka(p, p_ref)),
     }
     # the stored cosine graphs of the unit-norm prepared features give the Euclidean neighbours it needs
+    if kg >= K_PAPER:
+        values["cknna_to_ref_k25"] = _safe(err, "cknna_to_ref_k25", lambda: cknna(g, g_ref, k=K_PAPER))
+    else:
+        err["note.cknna_to_ref_k25"] = f"not measured: n = {p.shape[0]} has fewer than {K_PAPER} neighbours per point"
     ii = _safe(err, "info_imbalance", lambda: information_imbalances(p_ref, p, graph_x=g_ref, graph_y=g))
     if ii is not None:
         values["info_imbalance_ref_to_model"], values["info_imbalance_model_to_ref"] = ii
-    ci = None
+    ci = reps = None
     if n_boot == 0:
         err["note.cknna_to_ref_ci"] = "no confidence interval: run with --no-ci (n_boot = 0)"
     else:
-        ci = _safe(err, "cknna_to_ref_ci", lambda: alignment_ci(g, g_ref, "cknna", k=k, n_boot=n_boot))
+        reps = _safe(err, "cknna_to_ref_ci", lambda: alignment_replicates(g, g_ref, "cknna", k=k, n_boot=n_boot))
+        if reps is not None:
+            ci = _safe(err, "cknna_to_ref_ci", lambda: replicate_interval(reps))
     if ci is not None:
         values["cknna_to_ref_ci_low"], values["cknna_to_ref_ci_high"] = ci
     n = p.shape[0]
@@ -144,21 +168,22 @@ def model_alignment(
     if len(dsub) < n:
         err["note.dcor_to_ref"] = f"dCor on a seeded subsample of {len(dsub)} of {n} points (cost: O(n^2) memory)"
     values["dcor_to_ref"] = _safe(err, "dcor_to_ref", lambda: distance_correlation(p[dsub], p_ref[dsub]))
-    return {name: float(v) for name, v in values.items() if v is not None and np.isfinite(v)}, err
+    metrics = {name: float(v) for name, v in values.items() if v is not None and np.isfinite(v)}
+    return metrics, err, reps
 
 
 CRASH = "stage2"
 
 
-def contained(job: Callable[..., tuple[dict[str, float], dict[str, str]]], model: str, **kw: object
-              ) -> tuple[dict[str, float], dict[str, str]]:
+def contained(job: Callable[..., tuple], model: str, **kw: object) -> tuple:
     """`job(**kw)`, with any exception it raises returned as the error `stage2` naming the model, so one
-    model's broken metrics cost only that model (a job of stage 2 itself, picklable for Ray)."""
+    model's broken metrics cost only that model (a job of stage 2 itself, picklable for Ray). Either way the
+    result is (metrics, errors, *whatever else the job returns, None on a crash)."""
     try:
         return job(**kw)
     except Exception as exc:  # noqa: BLE001 - containment is the point
         msg = " ".join(str(exc).split())[:800]
-        return {}, {CRASH: f"{type(exc).__name__} in {job.__name__} of model {model!r}: {msg}"}
+        return {}, {CRASH: f"{type(exc).__name__} in {job.__name__} of model {model!r}: {msg}"}, None
 
 
 def _fail_if_crashed(r: ModelTaskResult, err: dict[str, str]) -> None:
@@ -168,12 +193,13 @@ def _fail_if_crashed(r: ModelTaskResult, err: dict[str, str]) -> None:
 
 
 def align_task(results: list[ModelTaskResult], choice: ReferenceChoice, cfg: RunConfig, root: Path,
-               executor: Executor) -> None:
+               executor: Executor, ref_result: ModelTaskResult | None = None) -> None:
     """Add geometry and alignment metrics to every ok result of one task and to its MLflow child run.
 
     Two fan-outs of independent per-model jobs through the executor: `model_geometry` for every model, then
     `model_alignment` of every model to the reference (the graphs meet in the shared cache). Either way the
-    same functions compute the same numbers.
+    same functions compute the same numbers. `ref_result`: the reference's embeddings when they come from
+    elsewhere than this run's own result of that model (a board's stored reference).
     """
     ok = [r for r in results if r.status == "ok" and r.features is not None]
     if not ok:
@@ -186,7 +212,7 @@ def align_task(results: list[ModelTaskResult], choice: ReferenceChoice, cfg: Run
                             {"job": model_geometry, "k": k, "k_euc": k_euc, "knn_dir": knn_dir},
                             f"{label}: model_geometry")
     usable = set()
-    for r, (metrics, err) in zip(ok, geometry):
+    for r, (metrics, err, *_) in zip(ok, geometry):
         r.metrics.update(metrics)
         r.errors = dict(err)
         _fail_if_crashed(r, err)
@@ -194,6 +220,9 @@ def align_task(results: list[ModelTaskResult], choice: ReferenceChoice, cfg: Run
             usable.add(r.model)
 
     ref = next((r for r in ok if r.model == choice.model), None)
+    if ref is None and ref_result is not None and ref_result.model == choice.model:
+        ref = ref_result
+        usable.add(ref.model)
     if ref is not None and ref.model in usable:
         todo = [r for r in ok if r.model in usable]
         for r in todo:
@@ -203,8 +232,9 @@ def align_task(results: list[ModelTaskResult], choice: ReferenceChoice, cfg: Run
             {"job": model_alignment, "ref_features": ref.features, "ref_cache_key": ref.cache_key, "k": k,
              "knn_dir": knn_dir, "n_boot": cfg.n_boot, "n_perm": cfg.n_perm}, f"{label}: model_alignment",
         )
-        for r, (metrics, err) in zip(todo, aligned):
+        for r, (metrics, err, reps) in zip(todo, aligned):
             r.metrics.update(metrics)
+            r.replicates = reps
             r.errors.update(err)
             _fail_if_crashed(r, err)
     for r in ok:

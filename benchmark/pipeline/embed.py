@@ -70,6 +70,7 @@ def _embed_one(
         check_embeddings(emb.features, emb.energies, entry.key, len(ds))
         res.features, res.ids, res.energies = emb.features, emb.ids, emb.energies
         res.cache_key, res.reused = emb.key, out.reused
+        res.checkpoint_digest = str(emb.meta.get("checkpoint_digest", ""))
         res.metrics["extract_seconds"] = out.seconds
         energy_metrics(res, entry, spec, ds)
     except Exception as exc:  # noqa: BLE001 - one model's bad output or metric never stops the run

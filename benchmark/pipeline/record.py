@@ -65,9 +65,10 @@ def mark_experiment_kind(experiment: str) -> None:
         client.set_experiment_tag(exp.experiment_id, S.EXPERIMENT_KIND_TAG, S.EXPERIMENT_KIND)
 
 
-def parent_tags(sha: str) -> dict[str, str]:
-    """Kind, versions, and the host + pid of this process (how the next run recognises a dead parent)."""
-    return {S.KIND: S.Kind.PARENT, S.BENCHMARK_VERSION: __version__, S.GIT_SHA: sha,
+def parent_tags(sha: str, board: str = "") -> dict[str, str]:
+    """Kind, versions, the board measured against ("" = none), and the host + pid of this process (how the
+    next run recognises a dead parent)."""
+    return {S.KIND: S.Kind.PARENT, S.BENCHMARK_VERSION: __version__, S.GIT_SHA: sha, S.BOARD: board,
             S.HOST: socket.gethostname(), S.PID: str(os.getpid())}
 
 
@@ -151,7 +152,7 @@ def log_child(
             S.MODALITY: entry.modality, S.DOMAIN: entry.domain, S.BENCHMARK_VERSION: __version__,
             S.GIT_SHA: sha, S.CACHE_REUSED: str(res.reused).lower(),
             S.EXCLUDED: json.dumps(excluded, sort_keys=True)[:MAX_TAG],
-            S.BOARD: res.board,
+            S.BOARD: res.board, S.TRACK: spec.track,
             S.EXPLORATION: str(bool(res.exploration)).lower(),
             S.EXPLORATION_REASON: res.exploration[:MAX_TAG],
         })
@@ -215,6 +216,11 @@ def log_alignment(r: ModelTaskResult, choice: ReferenceChoice) -> None:
         metrics = {name: float(r.metrics[name]) for name in logged_in_stage2() if name in r.metrics}
         if metrics:
             mlflow.log_metrics(metrics)
+        if r.replicates is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / Path(S.REPLICATES_ARTIFACT).name
+                np.save(path, np.asarray(r.replicates, dtype=np.float64))
+                mlflow.log_artifact(str(path), str(Path(S.REPLICATES_ARTIFACT).parent))
         tags = {
             S.REFERENCE: choice.model or "none",
             S.IS_REFERENCE: str(r.model == choice.model).lower(),

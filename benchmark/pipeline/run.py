@@ -21,6 +21,7 @@ from benchmark.errors import ConfigError, DataError
 from benchmark.metrics.registry import METRICS, names
 from benchmark.pipeline import record
 from benchmark.pipeline.align import align_task
+from benchmark.pipeline.board import TaskBoard, freeze_board, pinned_models, pinned_reference, run_board, task_board
 from benchmark.pipeline.embed import embed_one
 from benchmark.pipeline.executors import executor_for
 from benchmark.pipeline.reference import choose_references
@@ -52,8 +53,11 @@ def _tasks(cfg: RunConfig) -> tuple[dict[str, TaskSpec], str]:
     return load_tasks(cfg.tasks_dir), str(cfg.tasks_dir or DEFAULT_TASKS_DIR)
 
 
-def _entries(models_file: ModelsFile, source: str, cfg: RunConfig) -> tuple[list[ModelEntry], str, str]:
-    """Models to run (the reference always included), the reference key, and the fallback policy."""
+def _entries(models_file: ModelsFile, source: str, cfg: RunConfig, pinned: list[str], unpinned: bool
+             ) -> tuple[list[ModelEntry], set[str], str, str]:
+    """Models to run, the keys of those selected (not added as references), the configured reference key and
+    the fallback policy. The board's pinned references of the selected tasks are always included (those in the
+    registry), and the configured reference when some selected task has no pinned one (`unpinned`)."""
     registry = models_by_key(models_file)
     if cfg.models:
         entries = select(registry, cfg.models, "model key", source)
@@ -64,9 +68,9 @@ def _entries(models_file: ModelsFile, source: str, cfg: RunConfig) -> tuple[list
     ref = cfg.reference or models_file.reference.model
     if ref not in registry:
         raise ConfigError(f"reference model {ref!r} is not a key in {source}")
-    if ref not in [e.key for e in entries]:
-        entries = [registry[ref], *entries]
-    return entries, ref, models_file.reference.fallback
+    refs = [*pinned, ref] if unpinned else pinned
+    extra = [registry[m] for m in dict.fromkeys(refs) if m in registry and m not in [e.key for e in entries]]
+    return [*extra, *entries], {e.key for e in entries}, ref, models_file.reference.fallback
 
 
 def _models_path(cfg: RunConfig, models_file: ModelsFile, tmp: Path) -> Path:
@@ -86,9 +90,12 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
 
     check_options(cfg)
     models_file, source = _models(cfg)
-    entries, ref_key, fallback = _entries(models_file, source, cfg)
     tasks, task_source = _tasks(cfg)
     specs: list[TaskSpec] = select(tasks, cfg.tasks, "task", task_source)
+    board = run_board(cfg)
+    on_board = [s.name for s in specs if board is not None and s.name in board.tasks and cfg.reference is None]
+    entries, selected, ref_key, fallback = _entries(models_file, source, cfg, pinned_models(board, on_board),
+                                          unpinned=len(on_board) < len(specs))
     check_n_samples(cfg, tasks, task_source)
     if cfg.leaderboard_dir is not None:
         from benchmark.leaderboard.build import check_out_dir
@@ -108,9 +115,10 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
     with tempfile.TemporaryDirectory() as tmp, \
             mlflow.start_run(run_name=cfg.run_name or f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}") as parent:
         models_path = _models_path(cfg, models_file, Path(tmp))
-        mlflow.set_tags(record.parent_tags(sha))
+        mlflow.set_tags(record.parent_tags(sha, board.id if board else ""))
         record.log_parent_params(record.parent_params(entries, specs, cfg, ref_key, fallback))
         datasets: dict[str, Dataset] = {}
+        boards: dict[str, TaskBoard] = {}
         skipped_tasks: dict[str, str] = {}
         for spec in specs:
             _say(f"[task {spec.name}] loading {(cfg.n_for(spec.name) or spec.n_samples)} structures ...")
@@ -136,6 +144,9 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
                                                role=spec.role_for(e.domain)) for e in entries)
                 continue
             datasets[spec.name] = ds
+            tb = boards[spec.name] = _task_board(board, spec, ds, cfg)
+            if tb.exploration:
+                _say(f"[task {spec.name}] exploration run, not a result of board {tb.board}: {tb.exploration}")
             excluded = record.excluded_counts(ds)
             if excluded:
                 _say(f"[task {spec.name}] the sampler left out {sum(excluded.values())} candidates: "
@@ -144,26 +155,61 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
             executor.prefetch(entries, ds, root)
             for entry in entries:
                 res, emb = embed_one(entry, spec, ds, cfg, root, models_path)
-                record.log_child(res, entry, spec, ds, cfg, parent.info.run_id, sha, emb)
+                res.board, res.exploration = tb.board, tb.exploration
+                if entry.key in selected or tb.task is None:  # a board's pinned reference not asked for: no run
+                    record.log_child(res, entry, spec, ds, cfg, parent.info.run_id, sha, emb)
                 results.append(res)
                 _say(f"[task {spec.name}] {entry.key}: {_status_line(res, said)}")
                 for w in res.warnings:
                     _say(f"[task {spec.name}] {entry.key}: warning: {w}")
-        references = choose_references(specs, results, ref_key, fallback)
+        free = [s for s in specs if s.name not in boards or boards[s.name].task is None]
+        references = choose_references(free, results, ref_key, fallback)
+        stored: dict[str, ModelTaskResult | None] = {}
+        for spec in specs:
+            if spec.name not in references:
+                references[spec.name], stored[spec.name] = pinned_reference(
+                    boards[spec.name], [r for r in results if r.task == spec.name], board, spec.name, Path(root),
+                    uri)
         for spec in specs:
             choice = references[spec.name]
             record.log_reference(spec.name, choice)
             _say(f"[task {spec.name}] reference: {choice.model or 'none'} ({_short_reason(choice, said)})")
-            align_task([r for r in results if r.task == spec.name], choice, cfg, root, executor)
+            align_task([r for r in results if r.task == spec.name], choice, cfg, root, executor,
+                       ref_result=stored.get(spec.name))
         summary_df = summary_frame(results, references)
         path = Path(tmp) / "summary.csv"
         summary_df.to_csv(path, index=False)
         mlflow.log_artifact(str(path))
         summary = RunSummary(parent.info.run_id, uri, results, references, skipped_tasks=skipped_tasks)
+    if board is None and _freezes_first_board(cfg, summary):
+        spec_, path_ = freeze_board(parent.info.run_id, uri, experiment, version=1, root=Path(root))
+        _say(f"froze board {spec_.id} to {path_}: later runs are aligned to its pinned references "
+             "(commit it; `matteralign board show` says what it holds)")
     if cfg.leaderboard_dir is not None:
         summary.leaderboard = _write_leaderboard(cfg, uri, experiment)
     print(ranked_summary(results, references))
     return summary
+
+
+def _task_board(board, spec: TaskSpec, ds: Dataset, cfg: RunConfig) -> TaskBoard:
+    """`task_board`, with --reference on a board task making it an exploration against that reference."""
+    tb = task_board(board, spec, ds, cfg.k)
+    if tb.task is not None and cfg.reference is not None:
+        why = (f"--reference {cfg.reference} instead of the board's pinned {tb.task.reference.model}")
+        return TaskBoard(tb.board, "; ".join(w for w in (tb.exploration, why) if w), None)
+    return tb
+
+
+def _freezes_first_board(cfg: RunConfig, summary: RunSummary) -> bool:
+    """The default run (models.yaml's default models on tasks/, each at its own size, seed, k and reference)
+    freezes board v1 when no board exists yet and some task got a reference."""
+    from benchmark.registry.loader import BOARD_ENV
+    import os
+
+    default = (cfg.models is None and cfg.tasks is None and cfg.n_samples is None and cfg.seed is None
+               and cfg.k == RunConfig.k and cfg.reference is None and cfg.board_file is None
+               and os.environ.get(BOARD_ENV) is None and cfg.models_file is None and cfg.tasks_dir is None)
+    return default and summary.exit_code() <= 1 and any(c.model for c in summary.references.values())
 
 
 def check_options(cfg: RunConfig) -> None:
@@ -239,7 +285,8 @@ def _short_reason(choice: ReferenceChoice, said: dict[tuple[str, str], str]) -> 
 def _write_leaderboard(cfg: RunConfig, uri: str, experiment: str) -> dict[str, Path]:
     from benchmark.leaderboard.build import write_leaderboard
 
-    out = write_leaderboard(Path(cfg.leaderboard_dir), tracking_uri=uri, experiment=experiment)  # type: ignore[arg-type]
+    out = write_leaderboard(Path(cfg.leaderboard_dir), tracking_uri=uri, experiment=experiment,  # type: ignore[arg-type]
+                            board_file=cfg.board_file)
     _say(f"leaderboard written to {cfg.leaderboard_dir}/")
     return out
 

@@ -1,11 +1,13 @@
-"""What `matteralign submit <model-key>` does: validate a new models.yaml entry, run it on every task, regenerate the board.
+"""What `matteralign submit <model-key>` does: validate a new models.yaml entry, run it alone against the
+frozen board, regenerate the leaderboard.
 
 Validation is strict: the whole models.yaml passes the schema (unknown keys rejected), the key exists and
 its adapter imports and is a `ModelAdapter`; otherwise a ConfigError says what to fix (exit 2). The run
-covers the submitted model, the reference and every model already on the leaderboard (their embeddings
-come from the content-addressed cache, so only the new model is embedded), on every task, then the
-leaderboard is rewritten. Resubmitting the same checkpoint gives the same result identity; the numbers
-are compared with the previous run of that identity and any difference is reported.
+covers only the submitted model, on every task of the board, aligned to the board's pinned references
+(their embeddings come from the content-addressed cache and get no new run), so the submission adds or
+replaces exactly that model's rows and cannot change the reference or any other model's numbers.
+Resubmitting the same checkpoint gives the same result identity; the numbers are compared with the previous
+run of that identity and any difference is reported.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ REPRO_RTOL = 1e-6
 NOT_COMPARED = {"extract_seconds"}
 
 
-def validate(model_key: str, models_file: Path | None) -> tuple[ModelEntry, str, list[str]]:
-    """The submitted entry, the reference key and all registry keys; ConfigError when anything is off."""
+def validate(model_key: str, models_file: Path | None) -> ModelEntry:
+    """The submitted entry; ConfigError when the registry, the key or its adapter is off."""
     models = load_models(models_file)
     registry = models_by_key(models)
     source = str(models_file or "models.yaml")
@@ -36,24 +38,17 @@ def validate(model_key: str, models_file: Path | None) -> tuple[ModelEntry, str,
         )
     entry = registry[model_key]
     adapter_class(entry)
-    return entry, models.reference.model, list(registry)
+    return entry
 
 
-def board_models(tracking_uri: str | None, experiment: str | None) -> tuple[list[str], pd.DataFrame]:
-    """Model keys on the current leaderboard and all child runs so far (empty when nothing ran yet)."""
-    from benchmark.leaderboard.collect import load_child_runs, select_board
+def previous_runs(tracking_uri: str | None, experiment: str | None) -> pd.DataFrame:
+    """All child runs so far (empty when nothing ran yet), for the reproducibility comparison."""
+    from benchmark.leaderboard.collect import load_child_runs
 
     try:
-        frame = load_child_runs(tracking_uri, experiment)
-        board = select_board(frame)
+        return load_child_runs(tracking_uri, experiment)
     except MatteralignError:
-        return [], pd.DataFrame()
-    return sorted(set(board.results["model"])), frame
-
-
-def run_list(entry: ModelEntry, reference: str, on_board: list[str], known: list[str]) -> list[str]:
-    """Submitted model first, then the reference, then the board's models that models.yaml still lists."""
-    return list(dict.fromkeys([entry.key, reference, *[m for m in on_board if m in known]]))
+        return pd.DataFrame()
 
 
 def reproducibility(before: pd.DataFrame, after: pd.DataFrame, model: str, new_run_ids: set[str]) -> list[str]:

@@ -69,6 +69,8 @@ class ModelTaskResult:
     ids: list[str] = field(default_factory=list)
     energies: np.ndarray | None = None
     cache_key: str = ""
+    #: digest of the weights the embeddings came from (the embedding cache entry's meta)
+    checkpoint_digest: str = ""
     reused: bool = False
     errors: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -76,6 +78,8 @@ class ModelTaskResult:
     board: str = ""
     #: why this result is an exploration run, not a board result ("" = a board result, or no board)
     exploration: str = ""
+    #: bootstrap replicates of cknna_to_ref (resamples shared by every model of the task), for rank intervals
+    replicates: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

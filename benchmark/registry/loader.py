@@ -214,9 +214,19 @@ def models_by_key(models: ModelsFile) -> dict[str, ModelEntry]:
     return {m.key: m for m in models.models}
 
 
+#: environment variable naming the board file ("none": run without a board), as --board does
+BOARD_ENV = "MATTERALIGN_BOARD"
+
+
 def resolve_board_file(path: str | Path | None = None) -> Path | None:
-    """The board definition in force: `path` when given (it must exist), else ``./leaderboard/board.yaml`` when
-    present, else the package's (`DEFAULT_BOARD`) when present, else None (no frozen board yet)."""
+    """The board definition in force: `path` when given (it must exist), else $MATTERALIGN_BOARD ("none": no
+    board), else ``./leaderboard/board.yaml`` when present, else the package's (`DEFAULT_BOARD`) when present,
+    else None (no frozen board yet)."""
+    import os
+
+    path = path or os.environ.get(BOARD_ENV) or None
+    if path is not None and str(path) == "none":
+        return None
     if path:
         chosen = Path(path)
         if not chosen.is_file():

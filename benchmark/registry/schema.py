@@ -180,6 +180,8 @@ class BoardSpec(Strict):
     )
     created: str = ""
     source_run: str = Field("", description="the MLflow parent run the board was frozen from")
+    board_run: str = Field("", description="the MLflow run (kind board) holding board.yaml and the references' "
+                           "embeddings")
     tasks: dict[str, BoardTask]
     tracks: dict[str, list[str]] = Field(
         description="track name -> its tasks; a model is ranked in a track only with a board result on each of them"

@@ -65,6 +65,8 @@ BOARD = tag("board")
 #: "true" when a child run on a board task is not a board result (other ids, size, seed or k), with the reason
 EXPLORATION = tag("exploration")
 EXPLORATION_REASON = tag("exploration_reason")
+#: the board track of the task (tasks/*.yaml `track`): a provisional board ranks per track too
+TRACK = tag("track")
 TASK_SKIPPED = tag("task_skipped")
 CHECKPOINT_SHA256 = tag("checkpoint_sha256")
 COMPLETE = tag("complete")
@@ -121,6 +123,7 @@ benchmark_version: the benchmark's version
 git_sha: the commit the run was made from
 host: the host the run's process ran on
 pid: the run's process id on that host (a RUNNING parent whose process is gone is marked KILLED by the next run)
+board: the frozen board the run measured against (`<name>@<version>`), `` when none existed
 reference.<task>: model key used as reference on that task, or `none`
 reference_reason.<task>: why: `configured reference`, or the auto fallback and why the configured one did not run
 param.<name>: the value used, when `mlflow run` had already logged param <name> with another value (e.g. `models`)
@@ -145,6 +148,7 @@ reference: the model key the alignment metrics were computed against, or `none`
 is_reference: `true` when this model is the task's reference
 reference_reason: why that reference
 board: the frozen board (`<name>@<version>`) whose task this run measured, `` when the task is on no board
+track: the task's board track (tasks/*.yaml `track`, e.g. materials, molecules, proteins)
 exploration: `true` when the run is not a board result (other sample ids, size, seed or k than the board's): visible in MLflow, never ranked or gated; `false` for a board result
 exploration_reason: why the run is an exploration run
 metric_error.<metric>: why a metric has no number (a metric is never logged as NaN)
@@ -160,6 +164,7 @@ task_version: the board's version of the task
     Kind.LEADERBOARD: _f("""
 kind: `leaderboard`
 benchmark_version: the board's benchmark version
+board: the frozen board shown (`<name>@<version>`), `` for a provisional board
 """),
     Kind.REPORT: _f("""
 kind: `report`
@@ -235,12 +240,13 @@ summary.csv: one row per (model, task)
 embeddings/<task>.npy: float32 features, rows in sample order
 embeddings/<task>.ids.json: the sample ids in row order
 embeddings/<task>.energies.npy: predicted energies (models with an energy head)
+alignment/cknna_replicates.npy: the bootstrap replicates of cknna_to_ref (float64, NaN where undefined); every model of a task shares the resampled structure ids, so the board ranks replicate by replicate
 model_entry.json: the models.yaml entry
 task_spec.json: the task YAML
 """),
     Kind.BOARD: _f("""
 board.yaml: the frozen board definition (also committed as leaderboard/board.yaml)
-reference/<task>.npy: the pinned reference's float32 embeddings of the board's sample of that task
+reference/<task>.npy: the pinned reference's embeddings of the board's sample of that task (the cache entry's array, bit for bit)
 reference/<task>.ids.json: the board's sample ids of that task, in row order
 """),
     Kind.COMPARE: _f("""
@@ -248,6 +254,12 @@ matrices/<metric>.csv: the cknna, mutual_knn and cka matrices
 figures/cknna_<task>.png: heatmap; figures/dendrogram_<task>.png with 3 or more models
 """),
 }
+
+#: where a child run keeps its bootstrap replicates of cknna_to_ref (see ARTIFACTS)
+REPLICATES_ARTIFACT = "alignment/cknna_replicates.npy"
+#: where a board run keeps the pinned reference's embeddings and ids of a task
+REFERENCE_ARTIFACT = "reference/{task}.npy"
+REFERENCE_IDS_ARTIFACT = "reference/{task}.ids.json"
 
 #: a result's identity; readers take the newest finished child run per identity
 IDENTITY = ("model", "checkpoint_digest", "task", "task_version", "benchmark_version", "board", "ids_digest")
