@@ -241,11 +241,16 @@ def test_dataset_file_round_trip_is_exact(tmp_path):
     ds = _dataset()
     ds.samples.append(tm.molecules()[3])
     ds.samples.append(tm.proteins()[0])
+    from benchmark.structures import Sample
+
+    # a protein chain with its backbone and residue numbers (the proteins task's samples): they used to be lost
+    ds.samples.append(Sample(id="chain", sequence="AG", backbone=np.arange(24, dtype=np.float32).reshape(2, 4, 3),
+                             residue_ids=np.array([1, 3])))
     write_dataset(ds, tmp_path / "d.npz")
     back = read_dataset(tmp_path / "d.npz")
     assert back.digest == ds.digest and back.ids == ds.ids
     for a, b in zip(ds.samples, back.samples):
-        for name in ("numbers", "positions"):
+        for name in ("numbers", "positions", "backbone", "residue_ids"):
             x, y = getattr(a, name), getattr(b, name)
             assert (x is None and y is None) or (x.dtype == y.dtype and x.tobytes() == y.tobytes())
     assert back.samples[3].info == {"source": "test", "weights": [0, 1, 2]}

@@ -221,12 +221,16 @@ def _jsonable_info(sample: Sample) -> dict[str, Any]:
     return out
 
 
+#: the Sample fields sent as exact arrays (every other field is a JSON scalar)
+ARRAY_FIELDS = ("numbers", "positions", "cell", "backbone", "residue_ids")
+
+
 def write_dataset(dataset: Dataset, path: Path) -> None:
     """Every sample, arrays exact (dtype kept), scalars as JSON: enough to rebuild the same digest."""
     arrays: dict[str, np.ndarray] = {}
     records = []
     for i, s in enumerate(dataset.samples):
-        for name in ("numbers", "positions", "cell"):
+        for name in ARRAY_FIELDS:
             value = getattr(s, name)
             if value is not None:
                 arrays[f"{name}_{i}"] = np.asarray(value)
@@ -245,7 +249,7 @@ def read_dataset(path: Path) -> Dataset:
         header = json.loads(str(z["header"]))
         samples = []
         for i, rec in enumerate(header["samples"]):
-            arrays = {n: z[f"{n}_{i}"] if f"{n}_{i}" in z.files else None for n in ("numbers", "positions", "cell")}
+            arrays = {n: z[f"{n}_{i}"] if f"{n}_{i}" in z.files else None for n in ARRAY_FIELDS}
             samples.append(Sample(**rec, **arrays))
     dataset = Dataset(header["task"], header["version"], samples)
     if dataset.digest != header["digest"]:

@@ -143,9 +143,9 @@ def compare_versions(frame: pd.DataFrame, candidate: str, baseline: str, metric:
         for spec, run in ((candidate, c), (baseline, b)):
             if str(run.get("is_reference", "")) == "true":
                 raise DataError(f"cannot compare on {t}: {spec} is the reference of {t} in run {run['run_id']} "
-                                f"(its self-alignment is 1 by construction). Run it against the frozen board "
-                                "(leaderboard/board.yaml), whose pinned reference is another model, or leave "
-                                f"{t} out with --tasks.")
+                                f"(its self-alignment is 1 by construction). Leave {t} out with --tasks, or compare "
+                                "on a board whose pinned reference is another model (a model run alone without "
+                                "a board becomes its own reference: see `matteralign board show`).")
         for field, what in (("board", "boards"), ("task_version", "task versions"),
                             ("ids_digest", "sample ids (ids_digest)"), ("reference", "references"),
                             ("benchmark_version", "benchmark versions")):

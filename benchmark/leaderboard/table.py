@@ -211,7 +211,7 @@ def track_table(board: Board, track: str, tasks: list[str]) -> pd.DataFrame:
             coverage = (f"{len(tasks) - len(missing)}/{len(tasks)} tasks; missing "
                         + "; ".join(f"{t} ({_missing_reason(board, model, t, rows_m)})" for t in missing))
         else:
-            coverage = f"all {len(tasks)} tasks"
+            coverage = f"all {len(tasks)} task{'s' if len(tasks) != 1 else ''}"
         nan = float("nan")
         row = {
             "track": track, "model": model,
@@ -334,7 +334,9 @@ def display(frame: pd.DataFrame, headers: dict[str, str]) -> pd.DataFrame:
     """The frame with display headers and numbers formatted for people (4 significant digits)."""
     out = frame.copy()
     for col in out.columns:
-        if col == "parameters":
+        if col in ("rank", "rank_low", "rank_high"):
+            out[col] = [f"{int(v)}" if np.isfinite(v) else "" for v in out[col].astype(float)]
+        elif col == "parameters":
             out[col] = [f"{int(v):,}" if np.isfinite(v) else "unknown" for v in out[col].astype(float)]
         elif col != "rank" and pd.api.types.is_float_dtype(out[col]):
             out[col] = [f"{v:.4g}" if np.isfinite(v) else "" for v in out[col]]

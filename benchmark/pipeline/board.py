@@ -202,8 +202,9 @@ def freeze_board(parent_run_id: str, tracking_uri: str | None = None, experiment
     exp_id = experiment_id(cl, experiment)
     children = cl.search_runs([exp_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
                               max_results=5000)
-    frame = runs_frame(children, {parent_run_id: parent.data.tags})
-    frame = frame[is_complete(frame) & (frame["status"] == "ok")] if len(frame) else frame
+    every = runs_frame(children, {parent_run_id: parent.data.tags})
+    every = every[is_complete(every)] if len(every) else every
+    frame = every[every["status"] == "ok"] if len(every) else every
     path = board_path(out)
     previous = load_board(path) if path.is_file() else None
     version = version or (previous.version + 1 if previous else 1)
@@ -261,12 +262,12 @@ def freeze_board(parent_run_id: str, tracking_uri: str | None = None, experiment
                 np.save(ref_dir / f"{task}.npy", emb[0])
                 (ref_dir / f"{task}.ids.json").write_text(json.dumps(emb[1]))
             cl.log_artifacts(run.info.run_id, str(ref_dir), "reference")
-        for _, r in frame.iterrows():
+        for _, r in every.iterrows():  # skipped and failed runs too: the board lists them with their reason
             if r["task"] in tasks and str(r["k"]) == str(k) and r["ids_digest"] == tasks[r["task"]].ids_digest:
                 cl.set_tag(r["run_id"], S.BOARD, spec.id)
                 cl.set_tag(r["run_id"], S.EXPLORATION, "false")
                 cl.set_tag(r["run_id"], S.EXPLORATION_REASON, "")
-        atomic_write_bytes(path, text.encode())
+        atomic_write_bytes(path, text.encode(), mode=0o644)  # a file to commit, readable by all
     except BaseException:
         cl.set_terminated(run.info.run_id, "FAILED")
         raise

@@ -20,6 +20,7 @@ import numpy as np
 from benchmark import __version__
 from benchmark.embeddings.cache import Embeddings
 from benchmark.metrics.registry import logged_in_stage2
+from benchmark.pipeline import run_figures
 from benchmark.pipeline.types import ModelTaskResult, ReferenceChoice, RunConfig
 from benchmark.registry.schema import ModelEntry, TaskSpec
 from benchmark.structures import Dataset, ids_digest
@@ -139,7 +140,9 @@ def log_child(
     res: ModelTaskResult, entry: ModelEntry, spec: TaskSpec, ds: Dataset, cfg: RunConfig, parent_id: str, sha: str,
     emb: Embeddings | None,
 ) -> None:
-    """Stage 1: create the (model, task) child run with its tags, params, input, embeddings and metrics."""
+    """Stage 1: create the (model, task) child run with its tags, params, input, embeddings (with a PCA
+    preview PNG, ~10 ms of projection plus the drawing) and metrics; a board result or a run without a board
+    also gets its model's LoggedModel (found or created), to which stage 2 links the board metrics."""
     import mlflow
 
     excluded = excluded_counts(ds)
@@ -178,7 +181,9 @@ def log_child(
         mlflow.log_params(params)
         mlflow.log_dict(entry.model_dump(mode="json"), "model_entry.json")
         mlflow.log_dict(spec.model_dump(mode="json"), "task_spec.json")
-        mlflow.log_input(_mlflow_dataset(ds, spec), context=res.role or "ood")
+        dataset = _mlflow_dataset(ds, spec)
+        mlflow.log_input(dataset, context=res.role or "ood")
+        link = None
         if emb is not None:
             with tempfile.TemporaryDirectory() as tmp:
                 d = Path(tmp) / "embeddings"
@@ -187,10 +192,17 @@ def log_child(
                 (d / f"{spec.name}.ids.json").write_text(json.dumps(emb.ids))
                 if emb.energies is not None:
                     np.save(d / f"{spec.name}.energies.npy", emb.energies)
+                preview = Path(tmp) / S.EMBEDDING_PREVIEW_ARTIFACT.format(task=spec.name)
+                labels = ds.energies if len(ds) == len(emb.features) else None
+                title = f"{entry.key} on {spec.name}: PCA of {emb.features.shape[0]} x {emb.features.shape[1]}"
+                _draw(preview, lambda: run_figures.embedding_preview(emb.features, labels, title, preview))
                 mlflow.log_artifacts(str(d), "embeddings")
+            if not res.exploration:
+                model_id = _logged_model(entry, emb.meta.get("checkpoint_digest", "") or res.checkpoint_digest)
+                link = (model_id, dataset) if model_id else None
+            _STAGE2[res.run_id] = link
         finite = {k: float(v) for k, v in res.metrics.items() if np.isfinite(v)}
-        if finite:
-            mlflow.log_metrics(finite)
+        _log_metrics(finite, link)
 
 
 def excluded_counts(ds: Dataset) -> dict[str, int]:
@@ -207,20 +219,24 @@ def log_task_skipped(task: str, reason: str) -> None:
 
 
 def log_alignment(r: ModelTaskResult, choice: ReferenceChoice) -> None:
-    """Stage 2: reopen the child run and add the geometry/alignment metrics, the reference and metric errors."""
+    """Stage 2: reopen the child run and add the geometry/alignment metrics (the board ones also linked to
+    the LoggedModel and the task dataset), the replicates and their bootstrap figure, the reference and
+    metric errors."""
     import mlflow
 
     if r.run_id is None:
         return
     with mlflow.start_run(run_id=r.run_id, nested=True):
         metrics = {name: float(r.metrics[name]) for name in logged_in_stage2() if name in r.metrics}
-        if metrics:
-            mlflow.log_metrics(metrics)
+        link = _STAGE2.pop(r.run_id, None)
+        link = link if r.status == "ok" else None
+        _log_metrics(metrics, link, skip=REF_METRICS if r.model == choice.model else ())
         if r.replicates is not None:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / Path(S.REPLICATES_ARTIFACT).name
                 np.save(path, np.asarray(r.replicates, dtype=np.float64))
                 mlflow.log_artifact(str(path), str(Path(S.REPLICATES_ARTIFACT).parent))
+                _log_bootstrap_figure(r, Path(tmp))
         tags = {
             S.REFERENCE: choice.model or "none",
             S.IS_REFERENCE: str(r.model == choice.model).lower(),
@@ -231,6 +247,94 @@ def log_alignment(r: ModelTaskResult, choice: ReferenceChoice) -> None:
         tags.update({S.metric_tag(name): msg for name, msg in r.errors.items()})
         mlflow.set_tags(tags)
         mlflow.set_tag(S.COMPLETE, S.COMPLETE_YES)  # last: until here, readers skip this run
+
+
+#: the board metrics linked to a model's LoggedModel per task dataset (what `search_logged_models` ranks on)
+MODEL_METRICS = ("cknna_to_ref", "cknna_to_ref_k25", "mutual_knn_to_ref", "cka_to_ref", "energy_mae")
+#: those that compare with the reference: not linked for the reference itself (it would rank first at 1.0)
+REF_METRICS = ("cknna_to_ref", "cknna_to_ref_k25", "mutual_knn_to_ref", "cka_to_ref")
+#: child run id -> (LoggedModel id, MLflow dataset) from stage 1, for stage 2; None when not linked
+_STAGE2: dict[str, tuple[str, Any] | None] = {}
+#: (tracking URI, experiment id, model key, checkpoint digest) -> LoggedModel id: searched for once per process
+_MODELS: dict[tuple[str, str, str, str], str] = {}
+
+
+def _draw(path: Path, draw) -> None:
+    """Run `draw()` (which writes the figure at `path`); a figure that fails is recorded as tag figure_error
+    on the active run, never failing it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        draw()
+    except Exception as exc:  # noqa: BLE001 - a preview must never cost the run
+        import mlflow
+
+        path.unlink(missing_ok=True)
+        mlflow.set_tag(S.FIGURE_ERROR, f"{path.name}: {type(exc).__name__}: {exc}"[:MAX_TAG])
+
+
+def _log_bootstrap_figure(r: ModelTaskResult, tmp: Path) -> None:
+    """figures/cknna_bootstrap_<task>.png on the active run, when r has cknna_to_ref and finite replicates."""
+    import mlflow
+
+    reps = np.asarray(r.replicates, dtype=np.float64)
+    if "cknna_to_ref" not in r.metrics or not np.isfinite(reps).any():
+        return
+    lo, hi = r.metrics.get("cknna_to_ref_ci_low", np.nan), r.metrics.get("cknna_to_ref_ci_high", np.nan)
+    rel = S.BOOTSTRAP_FIGURE_ARTIFACT.format(task=r.task)
+    path = tmp / rel
+    _draw(path, lambda: run_figures.bootstrap_figure(
+        reps, float(r.metrics["cknna_to_ref"]), (float(lo), float(hi)), f"{r.model} on {r.task}", path))
+    if path.exists():
+        mlflow.log_artifact(str(path), str(Path(rel).parent))
+
+
+def _logged_model(entry: ModelEntry, digest: str) -> str | None:
+    """The id of the external LoggedModel of (entry.key, digest) in the active run's experiment, created on
+    first use (its source run is the active child run) and found by name and digest tag afterwards. Tags the
+    active run with the id, or with the reason and returns None on any failure (the run goes on)."""
+    import mlflow
+
+    digest = digest or "unknown"
+    try:
+        exp_id = mlflow.active_run().info.experiment_id
+        key = (mlflow.get_tracking_uri(), exp_id, entry.key, digest)
+        if key not in _MODELS:
+            found = mlflow.search_logged_models(
+                experiment_ids=[exp_id], max_results=1, output_format="list",
+                filter_string=f"name = '{entry.key}' AND tags.`{S.CHECKPOINT_DIGEST}` = '{digest}'")
+            if not found:
+                found = [mlflow.create_external_model(
+                    name=entry.key, experiment_id=exp_id, model_type=entry.family,
+                    tags={S.MODEL: entry.key, S.CHECKPOINT_DIGEST: digest, S.FAMILY: entry.family,
+                          S.MODALITY: entry.modality, S.DOMAIN: entry.domain},
+                    params={"model_name": entry.name, "model_version": entry.version,
+                            "parameters": str(entry.parameters if entry.parameters is not None else "unknown"),
+                            "training_data": entry.training_data[:500], "checkpoint_digest": digest})]
+            _MODELS[key] = found[0].model_id
+        mlflow.set_tag(S.LOGGED_MODEL, _MODELS[key])
+        return _MODELS[key]
+    except Exception as exc:  # noqa: BLE001 - the model view must never fail the run
+        mlflow.set_tag(S.LOGGED_MODEL_ERROR, f"{type(exc).__name__}: {exc}"[:MAX_TAG])
+        return None
+
+
+def _log_metrics(metrics: dict[str, float], link: tuple[str, Any] | None, skip: tuple[str, ...] = ()) -> None:
+    """Log `metrics` on the active run; with `link` = (model id, dataset), those in MODEL_METRICS (less
+    `skip`) are logged linked to that LoggedModel and dataset. A failed link is tagged logged_model_error and
+    those metrics are logged on the run alone."""
+    import mlflow
+
+    linked = {k: v for k, v in metrics.items() if link and k in MODEL_METRICS and k not in skip}
+    rest = {k: v for k, v in metrics.items() if k not in linked}
+    if rest:
+        mlflow.log_metrics(rest)
+    if not linked:
+        return
+    try:
+        mlflow.log_metrics(linked, model_id=link[0], dataset=link[1])
+    except Exception as exc:  # noqa: BLE001 - the model view must never fail the run
+        mlflow.set_tag(S.LOGGED_MODEL_ERROR, f"{type(exc).__name__}: {exc}"[:MAX_TAG])
+        mlflow.log_metrics(linked)
 
 
 _DATASET_CACHE: dict[str, Any] = {}

@@ -71,6 +71,11 @@ TASK_SKIPPED = tag("task_skipped")
 CHECKPOINT_SHA256 = tag("checkpoint_sha256")
 COMPLETE = tag("complete")
 HOST = tag("host")
+#: on a child run: its LoggedModel's id, or why there is none; on the LoggedModel: the checkpoint digest
+LOGGED_MODEL = tag("logged_model")
+LOGGED_MODEL_ERROR = tag("logged_model_error")
+CHECKPOINT_DIGEST = tag("checkpoint_digest")
+FIGURE_ERROR = tag("figure_error")
 PID = tag("pid")
 
 #: values of the `complete` tag: a child run is `false` from stage 1 until the very end of its stage 2
@@ -154,6 +159,9 @@ exploration_reason: why the run is an exploration run
 metric_error.<metric>: why a metric has no number (a metric is never logged as NaN)
 warning.<metric>: a numerical warning raised while computing a metric
 note.<metric>: how a metric was computed when it deviates from the default (e.g. a declared subsample)
+logged_model: the id of the MLflow LoggedModel of this (model, checkpoint digest), named by the model key and tagged `matteralign.model` and `matteralign.checkpoint_digest`, whose metrics (`cknna_to_ref`, `cknna_to_ref_k25`, `mutual_knn_to_ref`, `cka_to_ref`, `energy_mae`) are linked to the task's dataset, so `mlflow.search_logged_models` ranks models per task; board results and runs without a board only, never exploration runs, and no `_to_ref` metric for the task's reference itself
+logged_model_error: why the LoggedModel could not be created or its metrics linked (the run's own metrics are logged regardless)
+figure_error: why a figure of this run could not be drawn (`<artifact>: <error>`; the run is unaffected)
 """),
     Kind.COMPARE: _f("""
 kind: `compare`
@@ -243,6 +251,8 @@ embeddings/<task>.energies.npy: predicted energies (models with an energy head)
 alignment/cknna_replicates.npy: the bootstrap replicates of cknna_to_ref (float64, NaN where undefined); every model of a task shares the resampled structure ids, so the board ranks replicate by replicate
 model_entry.json: the models.yaml entry
 task_spec.json: the task YAML
+embeddings/<task>.png: a 2-D PCA projection of the features (at most 2,000 points, coloured by the energy label when the task has labels), a preview of the .npy
+figures/cknna_bootstrap_<task>.png: the bootstrap distribution of cknna_to_ref with its point value and 95% interval (runs with replicates only)
 """),
     Kind.BOARD: _f("""
 board.yaml: the frozen board definition (also committed as leaderboard/board.yaml)
@@ -257,6 +267,10 @@ figures/cknna_<task>.png: heatmap; figures/dendrogram_<task>.png with 3 or more 
 
 #: where a child run keeps its bootstrap replicates of cknna_to_ref (see ARTIFACTS)
 REPLICATES_ARTIFACT = "alignment/cknna_replicates.npy"
+#: a child run's 2-D PCA preview of its embeddings, next to the .npy (see ARTIFACTS)
+EMBEDDING_PREVIEW_ARTIFACT = "embeddings/{task}.png"
+#: a child run's figure of the bootstrap distribution of cknna_to_ref (see ARTIFACTS)
+BOOTSTRAP_FIGURE_ARTIFACT = "figures/cknna_bootstrap_{task}.png"
 #: where a board run keeps the pinned reference's embeddings and ids of a task
 REFERENCE_ARTIFACT = "reference/{task}.npy"
 REFERENCE_IDS_ARTIFACT = "reference/{task}.ids.json"
