@@ -225,6 +225,11 @@ def registry_info(keys: Iterable[str]) -> dict[str, dict[str, str]]:
     return {k: {"license": entries[k].license, "citation": entries[k].citation} for k in keys if k in entries}
 
 
+def board_label(board: Board) -> str:
+    """"Board <id>" for a frozen board, else "Provisional board" (references chosen per run)."""
+    return f"Board {board.definition.id}" if board.definition is not None else "Provisional board"
+
+
 class Page:
     """Builds the page's fragments from the tables; one instance per render."""
 
@@ -566,7 +571,8 @@ def render(
         f"<title>matteralign leaderboard (benchmark {e(board.benchmark_version)})</title>",
         f"<style>{asset('leaderboard.css')}</style></head><body>",
         "<header><h1>matteralign leaderboard</h1>",
-        f'<p class="lede">Benchmark version {e(board.benchmark_version)} · {n_ranked} models with a score on '
+        f'<p class="lede">{e(board_label(board))} · benchmark version {e(board.benchmark_version)} · {n_ranked} '
+        f"ranked rows in {len(tables.tracks) or 1} track{'s' if len(tables.tracks) != 1 else ''} over "
         f"{len(tasks)} task{'s' if len(tasks) != 1 else ''} ({e(', '.join(tasks))}) · read from {e(source)}</p>",
         downloads_html(downloads), "</header>",
         "<main>", page.controls(), f'<nav class="tabs" role="tablist">{tabs}</nav>', *panels,
