@@ -134,6 +134,19 @@ def test_figures_are_pngs_and_logged_to_a_leaderboard_run(board):
     assert "figures/id_vs_ood.png" in logged and "figures/cknna_qm9.png" in logged
 
 
+def test_one_leaderboard_run_per_board_version(board, tmp_path):
+    """Writing the board again replaces its leaderboard run (the older one is soft-deleted), never piles up."""
+    from benchmark.leaderboard.build import write_leaderboard
+
+    store, _ = board
+    kind = "tags.`matteralign.kind` = 'leaderboard'"
+    before = store.client.search_runs([store.exp_id], kind)
+    write_leaderboard(tmp_path / "again", store.uri, store.experiment)
+    after = store.client.search_runs([store.exp_id], kind)
+    assert len(before) == len(after) == 1 and after[0].info.run_id != before[0].info.run_id
+    assert store.client.get_run(before[0].info.run_id).info.lifecycle_stage == "deleted"
+
+
 def test_cli_writes_the_board_and_reports_a_missing_experiment(tmp_path, capsys):
     from benchmark.cli import main
 

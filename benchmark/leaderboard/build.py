@@ -1,7 +1,8 @@
 """Write the leaderboard: leaderboard.md / .csv / .json, index.html and figures/*.png, read from MLflow.
 
 The figures (and the written files) are also logged to an MLflow run of kind `leaderboard` (benchmark.tracking.schema)
-so every published board is traceable to the runs it was built from. Each figure is rendered once and the
+so every published board is traceable to the runs it was built from; one such run per board version is kept (the
+newest; earlier ones are soft-deleted, restorable with `MlflowClient().restore_run`). Each figure is rendered once and the
 saved PNG logged with `log_artifact` (what `mlflow.log_figure` does, without drawing the figure twice).
 """
 
@@ -294,4 +295,18 @@ def _write_leaderboard_unlocked(
         raise
     if cl is not None:
         cl.set_terminated(run_id, "FINISHED")
+        _retire_older_leaderboard_runs(cl, experiment_id(cl, experiment), run_id, board)
     return written
+
+
+def _retire_older_leaderboard_runs(cl, exp_id: str, keep: str, board: Board) -> list[str]:
+    """Delete (MLflow's soft delete, restorable) the earlier finished leaderboard runs of the same board
+    version, so the experiment holds one leaderboard run per board: the newest. Returns the ids deleted."""
+    board_id = board.definition.id if board.definition else ""
+    runs = cl.search_runs([exp_id], filter_string=f"{S.kind_filter(S.Kind.LEADERBOARD)} and "
+                          "attributes.status = 'FINISHED'", max_results=1000)
+    old = [r.info.run_id for r in runs if r.info.run_id != keep and r.data.tags.get(S.BOARD, "") == board_id
+           and r.data.tags.get(S.BENCHMARK_VERSION) == board.benchmark_version]
+    for run_id in old:
+        cl.delete_run(run_id)
+    return old
