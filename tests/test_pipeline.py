@@ -229,3 +229,18 @@ def test_leaderboard_dir_that_is_a_file_fails_before_any_work(registry, tmp_path
     err = capsys.readouterr().err
     assert err.count(f"{blocker} exists and is not a folder") == 2
     assert not cache.exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_skipped_and_failed_runs_end_as_not_successful_and_stay_on_the_board_as_not_ranked(registry, tmp_path):
+    """MLflow shows a skipped (model, task) as KILLED and a failed one as FAILED; the board still lists both."""
+    from benchmark.leaderboard.collect import load_child_runs, select_board
+
+    summary = run_benchmark(config(registry, tmp_path, tasks=["syn_a"]))
+    runs = child_runs(tmp_path, summary.parent_run_id)
+    assert runs[("ref-missing", "syn_a")]["status"] == "KILLED"
+    assert runs[("broken", "syn_a")]["status"] == "FAILED"
+    assert runs[("good", "syn_a")]["status"] == "FINISHED"
+    board = select_board(load_child_runs(f"sqlite:///{tmp_path}/mlflow.db"))
+    listed = dict(zip(zip(board.not_ranked["model"], board.not_ranked["task"]), board.not_ranked["status"]))
+    assert listed[("ref-missing", "syn_a")] == "skipped" and listed[("broken", "syn_a")] == "failed"
+    assert not board.notes  # recorded failures are not reported as incomplete (crashed) runs

@@ -124,13 +124,18 @@ def sort_newest_first(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def is_complete(frame: pd.DataFrame) -> pd.Series:
-    """FINISHED runs whose stage 2 ended (tag `complete` not `false`; runs from before the tag count as complete)."""
-    flag = frame["complete"] if "complete" in frame.columns else pd.Series("", index=frame.index)
-    return (frame["run_status"] == "FINISHED") & (flag.fillna("") != S.COMPLETE_NO)
+    """Runs whose stage 2 ended: FINISHED with tag `complete` not `false` (runs from before the tag count as
+    complete), or a skipped / failed (model, task) ended with its S.END_STATUS and `complete` = `true` (a crash
+    or kill leaves `complete` = `false`, so it is never taken for a recorded failure)."""
+    flag = (frame["complete"] if "complete" in frame.columns else pd.Series("", index=frame.index)).fillna("")
+    status = frame["status"].fillna("") if "status" in frame.columns else pd.Series("", index=frame.index)
+    recorded = pd.Series([S.END_STATUS.get(s) == rs and s != "ok" for s, rs in zip(status, frame["run_status"])],
+                         index=frame.index, dtype=bool)
+    return ((frame["run_status"] == "FINISHED") & (flag != S.COMPLETE_NO)) | (recorded & (flag == S.COMPLETE_YES))
 
 
 def incomplete_runs(frame: pd.DataFrame) -> pd.DataFrame:
-    """Child runs a reader skips: stage 1 logged, stage 2 never finished (a crash, a kill), or not FINISHED."""
+    """Child runs a reader skips: stage 1 logged, stage 2 never finished (a crash, a kill)."""
     return frame[~is_complete(frame)]
 
 

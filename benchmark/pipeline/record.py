@@ -203,6 +203,16 @@ def log_child(
             _STAGE2[res.run_id] = link
         finite = {k: float(v) for k, v in res.metrics.items() if np.isfinite(v)}
         _log_metrics(finite, link)
+    if res.status != "ok":
+        _end(res.run_id, res.status)
+
+
+def _end(run_id: str | None, status: str) -> None:
+    """End a skipped / failed child run with the MLflow status the UI shows as not successful (S.END_STATUS)."""
+    from mlflow.tracking import MlflowClient
+
+    if run_id is not None:
+        MlflowClient().set_terminated(run_id, S.END_STATUS.get(status, "FAILED"))
 
 
 def excluded_counts(ds: Dataset) -> dict[str, int]:
@@ -247,6 +257,8 @@ def log_alignment(r: ModelTaskResult, choice: ReferenceChoice) -> None:
         tags.update({S.metric_tag(name): msg for name, msg in r.errors.items()})
         mlflow.set_tags(tags)
         mlflow.set_tag(S.COMPLETE, S.COMPLETE_YES)  # last: until here, readers skip this run
+    if r.status != "ok":  # failed in stage 2
+        _end(r.run_id, r.status)
 
 
 #: the board metrics linked to a model's LoggedModel per task dataset (what `search_logged_models` ranks on)

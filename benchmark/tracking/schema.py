@@ -80,6 +80,9 @@ PID = tag("pid")
 
 #: values of the `complete` tag: a child run is `false` from stage 1 until the very end of its stage 2
 COMPLETE_YES = "true"
+#: the MLflow status a child run ends with, by its `status` tag: the UI shows skipped and failed (model, task)
+#: pairs as not successful; readers tell them from a crash by the `complete` tag (`true` here, `false` for a crash)
+END_STATUS = {"ok": "FINISHED", "skipped": "KILLED", "failed": "FAILED"}
 COMPLETE_NO = "false"
 
 #: MLflow 3's experiment-type tag and the value that opens the UI on training runs (not the GenAI view)
@@ -139,7 +142,7 @@ kind: `model-task`
 model: the models.yaml key
 task: the task name
 role: `id` or `ood`, from the task's roles and the model's domain
-status: `ok`, `skipped` or `failed`
+status: `ok`, `skipped` or `failed` (the run's MLflow status is then FINISHED, KILLED or FAILED)
 reason: why skipped or failed
 complete: `false` from stage 1 until the end of its stage 2, then `true`; readers skip `false` runs (a crashed run never reaches the board or the gate); absent on runs written before this tag existed, which count as complete
 family: the model family
