@@ -266,3 +266,21 @@ def test_submit_runs_only_the_new_model_and_reports_reproducibility(tmp_path, mo
     assert rc == 0, out
     assert seen["models"] == ["new"] and seen["tasks"] == ["qm9"]  # the reference and other models do not rerun
     assert "qm9: DIFFERS from run" in out and "intrinsic_dimension 10 -> 11" in out
+
+
+def test_rank_intervals_rank_each_joint_replicate():
+    """Replicate b of every model is one resample: a model better on every replicate has a point interval;
+    models that swap places across replicates share an interval; misaligned replicates give none."""
+    from benchmark.leaderboard.table import rank_intervals
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=200)
+    reps = {"t1": {"a": 0.8 + 0.01 * noise, "b": 0.5 + 0.01 * noise, "c": 0.5 + 0.05 * rng.normal(size=200)},
+            "t2": {"a": 0.7 + 0.01 * noise, "b": 0.4 + 0.01 * noise, "c": 0.4 + 0.05 * rng.normal(size=200)}}
+    iv = rank_intervals(reps, ["a", "b", "c"])
+    assert iv["a"] == (1, 1) and iv["b"][0] == 2 and iv["c"][0] == 2 and iv["b"][1] == iv["c"][1] == 3
+    assert rank_intervals(reps, ["a", "b", "missing"]) == {}
+    reps["t2"]["c"] = reps["t2"]["c"][:100]
+    assert rank_intervals(reps, ["a", "b", "c"]) == {}
+    low_is_good = rank_intervals({"t": {"a": np.full(5, 0.1), "b": np.full(5, 0.9)}}, ["a", "b"], higher=False)
+    assert low_is_good == {"a": (1, 1), "b": (2, 2)}

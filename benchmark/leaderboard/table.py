@@ -144,14 +144,10 @@ def rank_intervals(replicates: dict[str, dict[str, np.ndarray]], models: list[st
     if not models or not replicates:
         return {}
     per_task = []
-    for task, reps in replicates.items():
-        if any(m not in reps for m in models):
+    for reps in replicates.values():
+        if any(m not in reps for m in models) or len({len(reps[m]) for m in models}) != 1:
             return {}
-        arr = np.array([np.asarray(reps[m], dtype=float) for m in models]) if len({len(reps[m]) for m in models}) == 1 \
-            else None
-        if arr is None:
-            return {}
-        per_task.append(arr)
+        per_task.append(np.array([np.asarray(reps[m], dtype=float) for m in models]))
     if len({a.shape[1] for a in per_task}) != 1:
         return {}
     means = np.mean(per_task, axis=0)  # models x replicates
