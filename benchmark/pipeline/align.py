@@ -140,11 +140,11 @@ def model_alignment(
         "mutual_knn_to_ref": _safe(err, "mutual_knn_to_ref", lambda: mutual_knn(g, g_ref, k=k)),
         "cka_to_ref": _safe(err, "cka_to_ref", lambda: linear_cka(p, p_ref)),
     }
-    # the stored cosine graphs of the unit-norm prepared features give the Euclidean neighbours it needs
     if kg >= K_PAPER:
         values["cknna_to_ref_k25"] = _safe(err, "cknna_to_ref_k25", lambda: cknna(g, g_ref, k=K_PAPER))
     else:
         err["note.cknna_to_ref_k25"] = f"not measured: n = {p.shape[0]} has fewer than {K_PAPER} neighbours per point"
+    # the stored cosine graphs of the unit-norm prepared features give the Euclidean neighbours it needs
     ii = _safe(err, "info_imbalance", lambda: information_imbalances(p_ref, p, graph_x=g_ref, graph_y=g))
     if ii is not None:
         values["info_imbalance_ref_to_model"], values["info_imbalance_model_to_ref"] = ii

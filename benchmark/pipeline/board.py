@@ -22,14 +22,13 @@ import numpy as np
 
 from benchmark import __version__
 from benchmark.errors import ConfigError, DataError, MatteralignError
+from benchmark.pipeline.align import K_PAPER
 from benchmark.pipeline.types import ModelTaskResult, ReferenceChoice, RunConfig
 from benchmark.registry.loader import BOARD_FILE_NAME, load_board, resolve_board_file
 from benchmark.registry.schema import BoardReference, BoardSpec, BoardTask, TaskSpec
 from benchmark.structures import Dataset, ids_digest
 from benchmark.tracking import schema as S
 
-#: the k values a board reports (CKNNA at each from one k_max graph); the first is the ranked k by default
-K_REPORTED = (10, 25)
 
 
 def run_board(cfg: RunConfig) -> BoardSpec | None:
@@ -246,7 +245,7 @@ def freeze_board(parent_run_id: str, tracking_uri: str | None = None, experiment
     try:
         spec = BoardSpec(
             version=version, benchmark_version=__version__, k=k,
-            k_reported=sorted({k, *K_REPORTED}), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            k_reported=sorted({k, K_PAPER}), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             source_run=parent_run_id, board_run=run.info.run_id, tasks=tasks, tracks=tracks)
         import yaml
 
