@@ -1,14 +1,15 @@
-"""Embedding throughput of the atomistic adapters (SevenNet, CHGNet, ANI): structures/s per batch size.
+"""Embedding throughput of the atomistic adapters (SevenNet, CHGNet, CGCNN, ANI): structures/s per batch size.
 
-    python bench/bench_embed.py --n 64 --threads 1
+    python bench/bench_embed.py --n 64 --threads 2
     python bench/bench_embed.py --device cuda --threads 8        # where a GPU is available
 
-For each adapter and structure set (QM9 molecules; small periodic crystals: ase bulk cells as 2x2x2
-supercells, rattled, 16-64 atoms) the same N structures are embedded in consecutive batches of each size
-(1, 2, 4, ..., 64; the adapters' atom cap is lifted so the batch size alone decides), after one warm-up
-batch. Printed per batch size: structures/s and the largest deviation of the features from batch size 1
-(relative to the largest |feature|), so a batching bug shows up here as well as in
-tests/test_adapters_batching.py. Model loading is timed apart.
+For each adapter and structure set (a seeded sample of the qm9 task's molecules and of the crystals task's
+crystals, loaded with the options of tasks/*.yaml) the same N structures are embedded in consecutive batches
+of each size (1, 2, 4, ..., 64; the adapters' atom cap is lifted so the batch size alone decides), after one
+warm-up batch. Printed per batch size: structures/s and the largest deviation of the features from batch
+size 1 (relative to the largest |feature|), so a batching bug shows up here as well as in
+tests/test_adapters_batching.py. Model loading is timed apart. The crystals task reads its built pool from
+$MATTERALIGN_CACHE/data (built there on first use).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from benchmark.structures import Sample  # noqa: E402
 ADAPTERS = {
     "sevennet-7net-0": ("benchmark.models.sevenn_adapter:SevenNetAdapter", "7net-0", True),
     "chgnet-0.3.0": ("benchmark.models.chgnet_adapter:CHGNetAdapter", "0.3.0", True),
+    "cgcnn-formation-energy": ("benchmark.models.cgcnn_adapter:CGCNNAdapter", "formation-energy-per-atom", True),
     "ani-1x": ("benchmark.models.ani_adapter:ANIAdapter", None, False),
 }
+TASKS = Path(__file__).resolve().parents[1] / "tasks"
 
 
 def build(path: str, checkpoint: str | None, device: str):
@@ -47,25 +50,19 @@ def build(path: str, checkpoint: str | None, device: str):
 
 
 def molecules(n: int) -> list[Sample]:
+    """A seeded sample of the qm9 task (its loader, its options)."""
+    from benchmark.registry.loader import load_task
     from benchmark.tasks import qm9
 
-    return qm9.load(n, seed=0)
+    return list(qm9.load(n, seed=0, **load_task(TASKS / "qm9.yaml").options))
 
 
 def crystals(n: int) -> list[Sample]:
-    from ase.build import bulk
+    """A seeded sample of the crystals task (half equilibrium crystals, half perturbed variants, <= 48 atoms)."""
+    from benchmark.registry.loader import load_task
+    from benchmark.tasks import crystals as task
 
-    protos = [("Si", "diamond", 5.43), ("NaCl", "rocksalt", 5.64), ("Cu", "fcc", 3.61), ("Fe", "bcc", 2.87),
-              ("MgO", "rocksalt", 4.21), ("GaAs", "zincblende", 5.65), ("Al", "fcc", 4.05), ("LiF", "rocksalt", 4.03)]
-    rng = np.random.default_rng(0)
-    out = []
-    for i in range(n):
-        formula, kind, a = protos[i % len(protos)]
-        atoms = bulk(formula, kind, a=a * (1 + 0.02 * rng.standard_normal())).repeat((2, 2, 2))
-        atoms.rattle(0.05, seed=i)
-        out.append(Sample(id=f"{formula}-{i}", numbers=atoms.numbers.copy(), positions=atoms.positions.copy(),
-                          cell=np.array(atoms.cell), pbc=True))
-    return out
+    return list(task.load(n, seed=0, **load_task(TASKS / "crystals.yaml").options))
 
 
 def throughput(adapter, samples: list[Sample], sizes: list[int]) -> list[tuple[int, float, float]]:
@@ -86,7 +83,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=64, help="structures per set")
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--models", nargs="+", default=list(ADAPTERS))
     a = p.parse_args()
@@ -94,7 +91,7 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     print(f"embedding throughput: {a.n} structures per set, device {a.device}, {a.threads} torch thread(s)")
-    sets = {"molecules (QM9)": molecules(a.n), "crystals (2x2x2 bulk)": crystals(a.n)}
+    sets = {"qm9 molecules": molecules(a.n), "crystals task": crystals(a.n)}
     for key in a.models:
         path, checkpoint, periodic = ADAPTERS[key]
         adapter, load = build(path, checkpoint, a.device)

@@ -13,5 +13,14 @@ class ModelUnavailable(MatteralignError):
     """A model's package or weights are missing here; the run goes on with the other models."""
 
 
+class OutsideModality(ModelUnavailable):
+    """No structure of a task is one the model can read (a protein task for an MLIP): skipped, reported once per
+    task. `why` is the per-structure reason ("no protein sequence")."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
 class DataError(MatteralignError):
     """Input arrays or files that cannot give a correct number (NaN, mismatched ids, too few points)."""

@@ -14,11 +14,14 @@ import io
 import json
 import os
 import shutil
+import site
 import socket
+import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -129,3 +132,58 @@ def staging_dir(final: Path) -> Path:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.h{HOST_TAG}p{os.getpid()}.", suffix=".tmp"))
+
+
+# --- isolated environments: where a model's own venv lives ----------------------------------------------------
+#: the repository (or installed package) root, part of an isolated venv's identity
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ENV_SCHEMA = 1
+
+
+def env_constraints(system_site_packages: bool) -> list[str]:
+    """Pins that keep a system-site venv on the main environment's torch (never a fresh CUDA download)."""
+    if not system_site_packages:
+        return []
+    try:
+        return [f"torch=={metadata.version('torch')}"]
+    except metadata.PackageNotFoundError:
+        return []
+
+
+def in_virtualenv() -> bool:
+    """True when this Python runs inside a venv/virtualenv (its site-packages are not the base interpreter's)."""
+    return sys.prefix != getattr(sys, "base_prefix", sys.prefix)
+
+
+def parent_site_dirs() -> list[str]:
+    """The current environment's site-packages folders (and the user site when enabled), in sys.path order."""
+    dirs = list(site.getsitepackages())
+    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    if user and Path(user).is_dir():
+        dirs.append(user)
+    return [d for d in dict.fromkeys(dirs) if Path(d).is_dir()]
+
+
+def env_hash(requirements: Sequence[str], system_site_packages: bool = True) -> str:
+    spec: dict[str, Any] = {
+        "schema": ENV_SCHEMA,
+        "requirements": sorted(r.strip() for r in requirements),
+        "constraints": env_constraints(system_site_packages),
+        "python": sys.version,
+        "executable": str(Path(sys.executable).resolve()),
+        "project": str(PROJECT_ROOT),
+        "system_site_packages": system_site_packages,
+    }
+    if system_site_packages and in_virtualenv():
+        # a venv's python resolves to the base interpreter: tell two parent environments apart by prefix
+        spec["parent_prefix"] = str(Path(sys.prefix).resolve())
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def env_python(env: Path) -> Path:
+    return env / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def env_dir(requirements: Sequence[str], system_site_packages: bool = True, root: Path | None = None) -> Path:
+    """Where the venv for these requirements lives (built or not)."""
+    return Path(root or cache_root()).resolve() / "envs" / env_hash(requirements, system_site_packages)

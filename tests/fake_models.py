@@ -29,7 +29,6 @@ class FakeAtomsAdapter(ModelAdapter):
     seed (projection), energy_noise (eV/atom std added to a composition energy; omitted: no energy head).
     """
 
-    modality = "atoms"
     feature_source = "random projection of a sorted-distance histogram (test fixture)"
 
     def _load(self) -> None:
@@ -57,7 +56,6 @@ class FakeAtomsAdapter(ModelAdapter):
 class BrokenAdapter(ModelAdapter):
     """Fails while embedding, to prove one model's failure does not stop the others."""
 
-    modality = "atoms"
 
     def _load(self) -> None:
         pass
@@ -69,7 +67,6 @@ class BrokenAdapter(ModelAdapter):
 class MissingWeightsAdapter(ModelAdapter):
     """Reports missing weights, like a hub model without a local checkpoint."""
 
-    modality = "atoms"
 
     def unavailable_reason(self) -> str | None:
         return f"weights file {self.entry.checkpoint} not found; download it and set checkpoint: in models.yaml"

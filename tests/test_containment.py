@@ -116,10 +116,10 @@ def _children(tmp_path: Path, parent_id: str) -> dict[str, dict]:
 def test_every_broken_adapter_costs_only_its_model(registry, tmp_path, monkeypatch, capsys):
     real = align.model_geometry
 
-    def crashing_geometry(features, cache_key, k, k_euc, knn_dir):
+    def crashing_geometry(features, cache_key, k, k_euc, knn_dir, **kw):
         if np.asarray(features).shape[1] == 7:  # only "other" is 7 wide
             raise TypeError("simulated metric bug")
-        return real(features, cache_key, k, k_euc, knn_dir)
+        return real(features, cache_key, k, k_euc, knn_dir, **kw)
 
     monkeypatch.setattr(align, "model_geometry", crashing_geometry)
     summary = run_benchmark(_config(registry, tmp_path))

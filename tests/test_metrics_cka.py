@@ -78,3 +78,14 @@ def test_degenerate():
     Y2[3, 0] = np.inf
     with pytest.raises(DataError, match="1 of 200 rows"):
         linear_cka(X, Y2)
+
+
+def test_float32_products_match_float64():
+    """float32 input runs its products in float32 (block sums in float64): the value to ~1e-6 of float64's."""
+    rng = np.random.default_rng(11)
+    Z = rng.standard_normal((3000, 8))
+    X = np.tanh(Z @ rng.standard_normal((8, 96))) + 5.0
+    Y = Z @ rng.standard_normal((8, 64)) + 0.5 * rng.standard_normal((3000, 64))
+    v64 = linear_cka(X, Y)
+    v32 = linear_cka(X.astype(np.float32), Y.astype(np.float32))
+    assert v32 == pytest.approx(v64, rel=1e-6) and v32 != v64

@@ -219,3 +219,97 @@ def test_many_models_share_the_reference_pass(monkeypatch):
         information_imbalances_many(X, models, graphs=[None])
     with pytest.raises(DataError, match=r"models\[1\] has 259 rows"):
         information_imbalances_many(X, [models[0], models[1][:-1]])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rank_counter_rides_on_the_knn_pass(dtype):
+    """Delta(ref -> model) counted on the model's own kNN pass equals the separate pass, ties included."""
+    import warnings
+
+    from benchmark.knn import knn_graph, knn_graphs, prepare_features
+    from benchmark.metrics.imbalance import RankCounter, information_imbalance_ranks
+
+    rng = np.random.default_rng(7)
+    ones = np.ones((700, 1))
+    ref = prepare_features(np.hstack([rng.integers(-2, 3, (700, 4)), ones]), clip_quantile=None).astype(dtype)
+    Z = prepare_features(np.hstack([rng.integers(-2, 3, (700, 3)), ones]), clip_quantile=None).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*duplicate an earlier row.*")
+        g_ref = knn_graph(ref, 3)
+        expected = information_imbalance_ranks(ref, Z, k=2, graph_x=g_ref)
+        counter = RankCounter(Z, g_ref.indices[:, :2])
+        assert not counter.complete
+        knn_graphs(Z, 5, 4, block_size=128, visit=counter)
+    assert counter.complete
+    np.testing.assert_array_equal(counter.ranks(), expected)
+    assert counter.delta() == information_imbalance(ref, Z, k=2, graph_x=g_ref)
+
+
+def test_rank_counter_refuses_an_incomplete_pass_and_bad_neighbours():
+    from benchmark.metrics.imbalance import RankCounter
+
+    Z = np.random.default_rng(0).standard_normal((50, 3))
+    with pytest.raises(DataError, match="saw 0 of 1225 pairs"):
+        RankCounter(Z, np.zeros((50, 1), dtype=int)).delta()
+    with pytest.raises(DataError, match=r"\(n, k\) integer array"):
+        RankCounter(Z, np.zeros((49, 1), dtype=int))
+    with pytest.raises(DataError, match="outside 0..49"):
+        RankCounter(Z, np.full((50, 1), 50))
+
+
+def test_pipeline_geometry_counts_towards_the_reference_on_its_own_pass(tmp_path, monkeypatch):
+    """model_geometry with the reference's neighbours: Delta(ref -> model) from the fused kNN pass (a fresh
+    graph) or a counting pass (a cached one) equals information_imbalance; TwoNN reads the prepared features'
+    euclidean graph."""
+    import benchmark.knn.graph as kg
+    from benchmark.knn import knn_graph, prepare_for_alignment
+    from benchmark.metrics import twonn
+    from benchmark.pipeline.align import graph_k, model_geometry
+
+    X, Y = _views(120, 5)
+    p, p_ref = prepare_for_alignment(X)[0], prepare_for_alignment(Y)[0]
+    g_ref = knn_graph(p_ref, graph_k(5, 120))
+    expected = information_imbalance(p_ref, p, graph_x=g_ref)
+    passes = []
+    real = kg._knn_numpy
+    monkeypatch.setattr(kg, "_knn_numpy", lambda *a, **kw: passes.append(kw.get("visit")) or real(*a, **kw))
+    fresh, err = model_geometry(X, "x", 5, 10, tmp_path, ref_nbrs=g_ref.indices[:, :1])
+    assert len(passes) == 1 and passes[0] is not None and not err
+    assert fresh["info_imbalance_ref_to_model"] == expected
+    cached, _ = model_geometry(X, "x", 5, 10, tmp_path, ref_nbrs=g_ref.indices[:, :1])
+    assert len(passes) == 1 and cached == fresh
+    assert fresh["intrinsic_dimension"] == pytest.approx(twonn(knn_graph(p, 10, metric="euclidean")), rel=1e-12)
+
+
+def test_align_task_shares_the_reference_pass_and_matches_the_direct_values(tmp_path, monkeypatch):
+    """align_task: Delta(ref -> m) from each model's kNN pass, Delta(m -> ref) of all models from one reference
+    pass, the same numbers as information_imbalances on the prepared features."""
+    import benchmark.metrics.imbalance as imb
+    import benchmark.pipeline.align as align
+    from benchmark.knn import prepare_for_alignment
+    from benchmark.pipeline.executors import LocalExecutor
+    from benchmark.pipeline.types import ModelTaskResult, ReferenceChoice, RunConfig
+
+    rng = np.random.default_rng(2)
+    Z = rng.standard_normal((90, 3))
+    feats = {"ref": np.hstack([Z, 0.2 * rng.standard_normal((90, 3))]),
+             "a": np.tanh(Z) @ rng.standard_normal((3, 7)), "b": rng.standard_normal((90, 5))}
+    ids = [str(i) for i in range(90)]
+    results = [ModelTaskResult(model=m, task="t", status="ok", features=F, ids=ids, cache_key=m)
+               for m, F in feats.items()]
+    monkeypatch.setattr(align.record, "log_alignment", lambda r, choice: None)
+    ref_passes = []
+    real = imb.imbalances_to_reference
+    monkeypatch.setattr(align, "imbalances_to_reference",
+                        lambda *a, **kw: ref_passes.append(len(a[1])) or real(*a, **kw))
+    monkeypatch.setattr(align, "information_imbalances", lambda *a, **kw: pytest.fail("a per-model pair of passes"))
+    align.align_task(results, ReferenceChoice("ref", "test"), RunConfig(k=5, n_boot=5, n_perm=3), tmp_path,
+                     LocalExecutor())
+    assert ref_passes == [3]
+    p_ref = prepare_for_alignment(feats["ref"])[0]
+    for r in results:
+        p = prepare_for_alignment(feats[r.model])[0]
+        expected = imb.information_imbalances(p_ref, p)
+        got = (r.metrics["info_imbalance_ref_to_model"], r.metrics["info_imbalance_model_to_ref"])
+        assert got == pytest.approx(expected, abs=1e-15), r.model
+        assert "info_imbalance" not in r.errors and "intrinsic_dimension" in r.metrics

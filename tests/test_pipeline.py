@@ -244,3 +244,14 @@ def test_skipped_and_failed_runs_end_as_not_successful_and_stay_on_the_board_as_
     listed = dict(zip(zip(board.not_ranked["model"], board.not_ranked["task"]), board.not_ranked["status"]))
     assert listed[("ref-missing", "syn_a")] == "skipped" and listed[("broken", "syn_a")] == "failed"
     assert not board.notes  # recorded failures are not reported as incomplete (crashed) runs
+
+
+def test_models_of_another_modality_are_summarised_once_per_task(registry, tmp_path, capsys):
+    """A model that can read no structure of a task (a SMILES model on a 3D-only task) is skipped with its
+    reason kept on the result, and the run prints one line per task and reason instead of one per model."""
+    summary = run_benchmark(config(registry, tmp_path, models=["good", "text-only"]))
+    res = next(r for r in summary.results if (r.model, r.task) == ("text-only", "syn_a"))
+    assert res.status == "skipped" and res.outside_modality == "no SMILES" and "60 of 60" in res.reason
+    err = capsys.readouterr().err
+    assert "[task syn_a] skipped 1 model(s) that read another modality (no SMILES): text-only" in err
+    assert "text-only: skipped" not in err

@@ -231,3 +231,19 @@ def test_committed_report_is_portable():
     assert not re.search(r"(?<![\w/.])/(?:work|tmp|root|home|Users)/", text)
     out = portable("store `sqlite:////x/rep/store/mlflow.db`, cache /tmp/c/envs/abc, https://a.org/b", Path("/x/rep"))
     assert out == "store `sqlite:store/mlflow.db`, cache .../abc, https://a.org/b"
+
+
+def test_reproduce_adds_runnable_equivariant_models_for_claim_c(tmp_path):
+    """Claim (c) compares equivariant with invariant features: reproduce runs the default models plus every
+    runnable `options.features: equivariant` entry, and is a plain default run when there is none."""
+    from benchmark.report.reproduce import claim_models
+
+    path = tmp_path / "models.yaml"
+    path.write_text(textwrap.dedent(MODELS))
+    assert claim_models(path) is None
+    path.write_text(textwrap.dedent(MODELS) + (
+        '  - {key: rot, name: Rot, family: fake, modality: atoms, domain: molecules, default: false,\n'
+        '     adapter: "tests.fake_models:FakeAtomsAdapter", options: {dim: 12, seed: 7, features: equivariant}}\n'
+        '  - {key: rot-missing, name: Rot missing, family: fake, modality: atoms, domain: molecules, default: false,\n'
+        '     adapter: "tests.fake_models:MissingWeightsAdapter", options: {features: equivariant}}\n'))
+    assert claim_models(path) == ["good", "mid", "noisy", "smiles-lm", "text-lm", "rot"]

@@ -123,6 +123,31 @@ def test_random_init_controls(offline, structures, adapter, package, checkpoint,
     assert not np.allclose(features, pretrained.embed(structures[:3]).features)
 
 
+def test_sevenn_equivariant_features_rotate_and_their_scalars_do_not(offline):
+    """options.features: equivariant reads the 128x0e + 64x1e + 32x2e state before the last block: under a
+    rotation the 0e part is unchanged, each l = 1 vector keeps its norm, and the l > 0 components move."""
+    from dataclasses import replace
+
+    from ase.build import molecule
+    from scipy.spatial.transform import Rotation
+
+    from benchmark.errors import ConfigError
+
+    model = ready("sevenn_equivariant:SevenNetEquivariantAdapter", "sevenn", checkpoint="7net-0",
+                  features="equivariant")
+    assert model.dim == 480 and model.irreps == "128x0e+64x1e+32x2e"
+    m = molecule("CH3CH2OH")
+    s = Sample(id="ethanol", numbers=m.numbers.copy(), positions=m.positions.copy())
+    turned = replace(s, positions=s.positions @ Rotation.random(random_state=1).as_matrix().T)
+    a, b = model.embed([s]).features[0], model.embed([turned]).features[0]
+    np.testing.assert_allclose(a[:128], b[:128], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(a[128:320].reshape(64, 3), axis=1),
+                               np.linalg.norm(b[128:320].reshape(64, 3), axis=1), atol=1e-4)
+    assert np.abs(a[128:] - b[128:]).max() > 1e-2
+    with pytest.raises(ConfigError, match="features: equivariant"):
+        build_adapter(entry("sevenn_equivariant:SevenNetEquivariantAdapter", checkpoint="7net-0"))
+
+
 # --- SMILES / text -----------------------------------------------------------------------------------------
 STRING_MODELS = [
     pytest.param("chemnet_adapter:ChemNetAdapter", "fcd", "smiles", None, 512, id="chemnet", marks=pytest.mark.slow),
@@ -146,6 +171,26 @@ def test_string_models(offline, strings, adapter, package, modality, checkpoint,
     alone = model.embed(strings[2:3]).features[0]
     np.testing.assert_allclose(alone, out.features[2], rtol=1e-5, atol=1e-6)
     assert np.linalg.norm(out.features[0] - out.features[1]) > 1e-4
+
+
+def test_annalog_reads_long_smiles_in_windows(offline, strings):
+    """A SMILES over annalog's 100-token context is read in 100-token windows (never skipped); the vector is the
+    token-count-weighted mean of the windows' states, and a short SMILES is one window, as before."""
+    import torch
+
+    model = ready("annalog_adapter:AnnalogAdapter", "annalog", "smiles")
+    long = Sample(id="long", smiles="C" * 130 + "O")  # 131 tokens -> windows of 100 and 31
+    assert model.unsupported(long) is None
+    both = model.embed([strings[2], long]).features
+    np.testing.assert_allclose(both[0], model.embed(strings[2:3]).features[0], rtol=1e-5, atol=1e-6)
+    parts = []
+    for piece in ("C" * 100, "C" * 30 + "O"):
+        src = model.field.process([model.field.preprocess(piece)])
+        with torch.no_grad():
+            parts.append(model.model.encoder(src, model.model.make_src_mask(src))[0].sum(0).numpy())
+    expected = (parts[0] + parts[1]) / (102 + 33)
+    np.testing.assert_allclose(both[1], expected, rtol=1e-5, atol=1e-6)
+    assert np.linalg.norm(both[1] - model.embed([Sample(id="short", smiles="C" * 100)]).features[0]) > 1e-4
 
 
 def test_invalid_smiles_is_reported(offline):

@@ -145,7 +145,6 @@ class FakeAtomsAdapter(ModelAdapter):
     Options: `fail` (raise in embed), `sleep` (seconds per batch), `weights` (a file that must exist).
     """
 
-    modality = "atoms"
     feature_source = "hand-made geometric descriptors (test double)"
 
     def unavailable_reason(self) -> str | None:

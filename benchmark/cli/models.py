@@ -5,34 +5,8 @@ from __future__ import annotations
 import argparse
 
 from benchmark.cli.options import add_models_file
-from benchmark.errors import ConfigError, ModelUnavailable
-from benchmark.models import build_adapter
+from benchmark.pipeline.suite import availability
 from benchmark.registry.loader import load_models
-
-
-def availability(entry) -> tuple[bool, str]:
-    """(runnable, reason) without loading any weights; an isolated entry gets the run's own message."""
-    try:
-        adapter = build_adapter(entry)
-    except ConfigError as exc:
-        return False, str(exc)
-    if entry.environment == "isolated":
-        from benchmark.embeddings import cache_root
-        from benchmark.embeddings.isolated import env_dir, env_ready
-        from benchmark.pipeline.embed import isolated_missing_message
-
-        if not env_ready(entry.requirements, root=cache_root()):
-            return False, isolated_missing_message(entry, adapter, env_dir(entry.requirements, root=cache_root()))
-        try:
-            adapter.weights_path()
-        except ModelUnavailable as exc:
-            return False, f"isolated environment built, but: {exc}"
-        except ImportError:
-            return False, ("isolated environment built; its weights are resolved inside it, so they cannot be "
-                           f"confirmed from here: `matteralign run --models {entry.key} --n-samples 10` checks them")
-        return True, "ready (isolated environment built)"
-    reason = adapter.unavailable_reason()
-    return reason is None, reason or "ready"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

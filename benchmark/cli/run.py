@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from benchmark.cli.options import (
@@ -18,10 +19,17 @@ from benchmark.cli.options import (
     parse_n_samples,
 )
 from benchmark.pipeline.run import run_benchmark
+from benchmark.pipeline.suite import SUITES
 from benchmark.pipeline.types import RunConfig
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", choices=SUITES, default="default",
+                   help="default: the models with default: true at each task's size (the board); paper: every model "
+                        "that can run here at each task's paper_n_samples (up to 50,000; an exploration run of the "
+                        "board), its estimated cost printed first")
+    p.add_argument("--estimate-only", action="store_true",
+                   help="print the estimated cost of the selected run (embedding, stage 2, memory) and exit")
     p.add_argument("--models", type=csv_list, help="comma-separated model keys (default: entries with default: true)")
     p.add_argument("--tasks", type=csv_list, help="comma-separated task names (default: every tasks/*.yaml)")
     add_n_samples(p)
@@ -108,7 +116,52 @@ def main(args: argparse.Namespace) -> int:
         from benchmark.leaderboard.build import check_out_dir
 
         check_out_dir(args.leaderboard_dir)
-    summary = run_benchmark(config_from_args(args))
+    if args.suite == "paper" or args.estimate_only:
+        cfg, code = _preset(args)
+        if code is not None:
+            return code
+    else:
+        cfg = config_from_args(args)
+    summary = run_benchmark(cfg)
     if summary.exit_message():
         print(f"matteralign run: {summary.exit_message()}", file=sys.stderr)
     return summary.exit_code()
+
+
+def _preset(args: argparse.Namespace) -> tuple[RunConfig, int | None]:
+    """The run's config with the suite's models and sizes filled in where not given, after printing its cost;
+    (config, exit code) where the code is 0 for --estimate-only."""
+    from benchmark.embeddings import cache_root
+    from benchmark.pipeline.suite import estimate, format_estimate, paper_selection
+    from benchmark.registry import load_models, load_tasks, models_by_key, select
+    from benchmark.registry.loader import resolve_models_file
+    from benchmark.tasks import build_dataset
+
+    models = load_models(resolve_models_file(args.models_file))
+    tasks = load_tasks(args.tasks_dir)
+    root = args.cache_dir or cache_root()
+    if args.suite == "paper":
+        keys, sizes, left_out = paper_selection(models, tasks, root)
+        if args.models is None:
+            args.models = keys
+            if left_out:
+                print(f"[paper] {len(keys)} models can run here; {len(left_out)} cannot "
+                      f"({', '.join(sorted(left_out))}): `matteralign models` says why", file=sys.stderr)
+        if parse_n_samples(args.n_samples) is None:  # MLflow passes an empty parameter as ''
+            args.n_samples = [",".join(f"{t}={n}" for t, n in sizes.items())]
+    cfg = config_from_args(args)
+    by_key = models_by_key(models)
+    entries = (select(by_key, cfg.models, "model", str(args.models_file or "models.yaml")) if cfg.models
+               else [e for e in models.models if e.default])
+    specs = select(tasks, cfg.tasks, "task", str(args.tasks_dir or "tasks/"))
+    datasets = {}
+    for spec in specs:
+        t0 = time.perf_counter()
+        datasets[spec.name] = build_dataset(spec, cfg.n_for(spec.name), cfg.seed)
+        print(f"[estimate] task {spec.name}: {len(datasets[spec.name])} structures "
+              f"(loaded in {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    costs = estimate(entries, datasets, Path(root), device=args.device,
+                     say=lambda line: print(line, file=sys.stderr, flush=True))
+    print(format_estimate(costs, args.workers or 1))
+    sys.stdout.flush()
+    return cfg, (0 if args.estimate_only else None)

@@ -12,7 +12,7 @@ import numpy as np
 
 from benchmark import __version__
 from benchmark.embeddings.cache import CacheMismatch, Embeddings, EmbeddingStore, cache_key
-from benchmark.errors import DataError
+from benchmark.errors import DataError, ModelUnavailable, OutsideModality
 from benchmark.models.base import ModelAdapter
 from benchmark.structures import Dataset, Sample, ids_digest
 
@@ -88,6 +88,18 @@ def _check_output(adapter: ModelAdapter, batch: list[Sample], feats: np.ndarray,
                         f"{int((~np.isfinite(energies)).sum())} structures, e.g. {ids}")
 
 
+def check_supported(adapter: ModelAdapter, ds: Dataset) -> None:
+    """ModelUnavailable (OutsideModality when no structure fits) unless the model can embed every structure of
+    the task: alignment needs all of them. Run before embedding, in the run or in an isolated worker."""
+    bad = [(s.id, why) for s in ds.samples if (why := adapter.unsupported(s))]
+    if bad:
+        message = (f"{len(bad)} of {len(ds)} structures are outside what the model can embed "
+                   f"(e.g. {bad[0][0]}: {bad[0][1]}); alignment needs every structure, so this task is skipped")
+        if len(bad) == len(ds):
+            raise OutsideModality(message, why=bad[0][1])
+        raise ModelUnavailable(message)
+
+
 def plan_shards(adapter: ModelAdapter, dataset: Dataset) -> list[list[list[int]]]:
     """Shards (groups of SHARD_BATCHES batches of sample indices): the unit of resumable, distributable work."""
     batches = plan_batches(dataset.samples, adapter.entry.batch_size)
@@ -148,8 +160,18 @@ def extract(
     bar = _progress(len(dataset), f"{entry.key} / {dataset.task}", progress)
     shards = plan_shards(adapter, dataset)
     reused_flags: list[bool] = []
+    load_s = embed_s = 0.0
+    embedded = 0
+    if not all(store.shard_path(i).exists() for i in range(len(shards))):
+        t_load = time.perf_counter()
+        adapter.load()  # timed apart, so the logged rate is the model's, not its start-up
+        load_s = time.perf_counter() - t_load
     for s_idx, shard in enumerate(shards):
+        t_shard = time.perf_counter()
         feats, energies, was_reused = compute_shard(adapter, dataset, store, s_idx, shard, bar)
+        if not was_reused:
+            embed_s += time.perf_counter() - t_shard
+            embedded += len(feats)
         reused_flags.append(was_reused)
         feats_parts.append(feats)
         energy_parts.append(energies)
@@ -182,9 +204,17 @@ def extract(
         "pooling": entry.pooling,
         "dtype": entry.dtype,
         "feature_source": adapter.feature_source,
+        "timing": {"load_seconds": load_s, "embed_seconds": embed_s, "embedded": embedded,
+                   "threads": _threads(), "device": adapter.device},
     }
     emb = store.finalize(dataset.ids, features, energies_all, meta)
     return ExtractResult(emb, False, reused, computed, time.perf_counter() - t0)
+
+
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 class _NoBar:

@@ -26,29 +26,28 @@ import json
 import os
 import shutil
 import signal
-import site
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from benchmark.embeddings.cache import CacheMismatch, EmbeddingStore, cache_root, pid_alive
+from benchmark.embeddings.cache import CacheMismatch, EmbeddingStore, pid_alive
 from benchmark.embeddings.extract import ExtractResult, store_for
 from benchmark.errors import DataError, MatteralignError, ModelUnavailable
+from benchmark.io import (  # noqa: F401 (env_hash, in_virtualenv, parent_site_dirs: re-exported for callers)
+    PROJECT_ROOT, env_constraints, cache_root, env_dir, env_hash, env_python, in_virtualenv, parent_site_dirs,
+)
 from benchmark.registry.schema import ModelEntry
 from benchmark.structures import Dataset, Sample
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: exit status the worker uses for ModelUnavailable, so the run can skip the model like an in-process one
 EXIT_UNAVAILABLE = 3
 #: a requirement written "--no-deps pkg==1.0" is installed without its dependencies (after the others)
 NO_DEPS = "--no-deps "
 STDERR_TAIL = 4000
-ENV_SCHEMA = 1
 #: .pth file in an isolated venv that adds the parent environment's site directories (sorts after the project's)
 PARENT_SITE_PTH = "matteralign_site.pth"
 
@@ -58,50 +57,6 @@ class IsolatedEnvError(MatteralignError):
 
 
 # --- environments -----------------------------------------------------------------------------------
-def _constraints(system_site_packages: bool) -> list[str]:
-    """Pins that keep a system-site venv on the main environment's torch (never a fresh CUDA download)."""
-    if not system_site_packages:
-        return []
-    try:
-        return [f"torch=={metadata.version('torch')}"]
-    except metadata.PackageNotFoundError:
-        return []
-
-
-def in_virtualenv() -> bool:
-    """True when this Python runs inside a venv/virtualenv (its site-packages are not the base interpreter's)."""
-    return sys.prefix != getattr(sys, "base_prefix", sys.prefix)
-
-
-def parent_site_dirs() -> list[str]:
-    """The current environment's site-packages folders (and the user site when enabled), in sys.path order."""
-    dirs = list(site.getsitepackages())
-    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
-    if user and Path(user).is_dir():
-        dirs.append(user)
-    return [d for d in dict.fromkeys(dirs) if Path(d).is_dir()]
-
-
-def env_hash(requirements: Sequence[str], system_site_packages: bool = True) -> str:
-    spec: dict[str, Any] = {
-        "schema": ENV_SCHEMA,
-        "requirements": sorted(r.strip() for r in requirements),
-        "constraints": _constraints(system_site_packages),
-        "python": sys.version,
-        "executable": str(Path(sys.executable).resolve()),
-        "project": str(PROJECT_ROOT),
-        "system_site_packages": system_site_packages,
-    }
-    if system_site_packages and in_virtualenv():
-        # a venv's python resolves to the base interpreter: tell two parent environments apart by prefix
-        spec["parent_prefix"] = str(Path(sys.prefix).resolve())
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def env_python(env: Path) -> Path:
-    return env / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
 def _tail(text: str) -> str:
     return text[-STDERR_TAIL:].strip()
 
@@ -126,11 +81,6 @@ def _remove_stale_builds(envs: Path, digest: str) -> None:
             continue
         if not pid_alive(pid):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def env_dir(requirements: Sequence[str], system_site_packages: bool = True, root: Path | None = None) -> Path:
-    """Where the venv for these requirements lives (built or not)."""
-    return Path(root or cache_root()).resolve() / "envs" / env_hash(requirements, system_site_packages)
 
 
 def env_ready(requirements: Sequence[str], system_site_packages: bool = True, root: Path | None = None) -> bool:
@@ -190,7 +140,7 @@ def _build(tmp: Path, requirements: list[str], system_site_packages: bool, timeo
     bare = [r[len(NO_DEPS):].strip() for r in requirements if r.startswith(NO_DEPS)]
     if plain:
         (tmp / "requirements.txt").write_text("\n".join(plain) + "\n")
-        (tmp / "constraints.txt").write_text("\n".join(_constraints(system_site_packages)) + "\n")
+        (tmp / "constraints.txt").write_text("\n".join(env_constraints(system_site_packages)) + "\n")
         files = ["-r", str(tmp / "requirements.txt"), "-c", str(tmp / "constraints.txt")]
         _run([*install, *files], f"installing {', '.join(plain)}", timeout, cwd=str(tmp))
     if bare:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from benchmark.embeddings.cache import atomic_save_json
-from benchmark.embeddings.extract import extract
+from benchmark.embeddings.extract import check_supported, extract
 from benchmark.embeddings.isolated import EXIT_UNAVAILABLE, entry_digest, read_dataset
 from benchmark.errors import ConfigError, ModelUnavailable
 from benchmark.registry.loader import import_object, load_models, models_by_key
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = read_dataset(args.dataset)
     adapter = import_object(entry.adapter, f"adapter of model {entry.key!r}")(entry, device=args.device)
     try:
+        check_supported(adapter, dataset)
         result = extract(adapter, dataset, args.root, progress=False)
     except ModelUnavailable as exc:
         print(str(exc).replace("\n", " "), file=sys.stderr)

@@ -2,9 +2,12 @@
 
 from benchmark.knn.cache import cached_knn_graph
 from benchmark.knn.graph import (
+    BlockVisitor,
     KnnGraph,
     check_matrix,
+    euclidean_from_cosine,
     knn_graph,
+    knn_graphs,
     prepare_features,
     prepare_for_alignment,
     tie_tolerance,
@@ -13,10 +16,13 @@ from benchmark.knn.graph import (
 )
 
 __all__ = [
+    "BlockVisitor",
     "KnnGraph",
     "cached_knn_graph",
     "check_matrix",
+    "euclidean_from_cosine",
     "knn_graph",
+    "knn_graphs",
     "prepare_features",
     "prepare_for_alignment",
     "tie_tolerance",

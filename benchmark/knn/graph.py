@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -260,11 +261,19 @@ def _update_cols(top_v: np.ndarray, top_i: np.ndarray, S: np.ndarray, row_offset
     _merge_candidates(top_v, top_i, c, r + row_offset, S[r, c], n)
 
 
-def _knn_numpy(X: np.ndarray, k: int, metric: str, block_size: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+#: a block visitor: called as visit(S, a, b) with S = X[a:a+rows] @ X[b:b+cols].T (read only) for every block
+#: pair a <= b of the upper triangle, so a second quantity (e.g. rank counts) rides on the kNN pass's products
+BlockVisitor = Callable[[np.ndarray, int, int], None]
+
+
+def _knn_numpy(
+    X: np.ndarray, k: int, metric: str, block_size: int, chunk: int = 1024, visit: BlockVisitor | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Blocked GEMM over the upper triangle of X X^T: each block pair is multiplied once and
     updates the lists of both its row block and its column block. Diagonal blocks go first so
     every list starts from a good threshold. Scores: inner products (cosine) or minus squared
-    distances (euclidean). Temporaries are O(chunk * block_size) besides the block itself."""
+    distances (euclidean). Temporaries are O(chunk * block_size) besides the block itself.
+    visit: called with each raw product block before it is turned into scores."""
     n = X.shape[0]
     top_v = np.full((n, k), -np.inf, dtype=X.dtype)
     top_i = np.full((n, k), n, dtype=np.int64)
@@ -274,6 +283,8 @@ def _knn_numpy(X: np.ndarray, k: int, metric: str, block_size: int, chunk: int =
     for a, b in pairs:
         ea, eb = min(a + block_size, n), min(b + block_size, n)
         S = X[a:ea] @ X[b:eb].T
+        if visit is not None:
+            visit(S, a, b)
         if metric == "euclidean":
             S *= 2
             S -= sq[a:ea, None]
@@ -404,20 +415,29 @@ def _snap_sort(s: np.ndarray, idx: np.ndarray, tol: float) -> tuple[np.ndarray, 
     return np.take_along_axis(s, o, axis=1), np.take_along_axis(idx, o, axis=1)
 
 
-def _refine(X: np.ndarray, idx: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+def _selection_error(X: np.ndarray, metric: str) -> float:
+    """Bound on |selection score - exact score| of the blocked GEMM in X's dtype (scale 1 for cosine)."""
+    scale = 1.0 if metric == "cosine" else 4.0 * float(np.einsum("ij,ij->i", X, X).max())
+    return 16 * float(np.finfo(X.dtype).eps) * float(np.sqrt(X.shape[1])) * scale
+
+
+def _refine(
+    X: np.ndarray, idx: np.ndarray, k: int, metric: str, scores: np.ndarray | None = None, err: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Apply the tie rule exactly to selected candidates idx (n, m >= k): recompute their scores in
-    float64 directly, O(n m d), snap ties, sort (ties by index). A row whose k-th score could tie or
-    be beaten by an unselected point (its last candidate within the selection error + tol of the k-th)
-    is redone over all n points (float64 GEMM screen, then direct float64 scores of its near-boundary
-    points), O(n d) per such row. Returns the stored values: inner
-    products in X's dtype (cosine), exact float64 distances (euclidean; duplicates read exactly 0)."""
+    float64 directly, O(n m d) (or take `scores`, the exact float64 scores of those pairs), snap ties,
+    sort (ties by index). A row whose k-th score could tie or be beaten by an unselected point (its last
+    candidate within `err`, the selection error, + tol of the k-th) is redone over all n points (float64
+    GEMM screen, then direct float64 scores of its near-boundary points), O(n d) per such row. Returns
+    the stored values: inner products in X's dtype (cosine), exact float64 distances (euclidean;
+    duplicates read exactly 0)."""
     n, m = idx.shape
     tol = tie_tolerance(X.dtype)
     rows = np.arange(n)
-    s, idx = _snap_sort(_exact_scores(X, rows, idx, metric), idx, tol)
+    s, idx = _snap_sort(_exact_scores(X, rows, idx, metric) if scores is None else scores, idx, tol)
     if m > k:
         scale = 1.0 if metric == "cosine" else 4.0 * float(np.einsum("ij,ij->i", X, X).max())
-        err = 16 * np.finfo(X.dtype).eps * np.sqrt(X.shape[1]) * scale
+        err = _selection_error(X, metric) if err is None else err
         unsafe = np.flatnonzero(s[:, -1] + 2 * err >= s[:, k - 1] - tol * np.maximum(np.abs(s[:, k - 1]), 1.0))
         if unsafe.size:
             Xd = X.astype(np.float64, copy=False)
@@ -450,6 +470,106 @@ def tied_fraction(graph: KnnGraph, k: int) -> float:
     return float(_ties(a, b, tie_tolerance(graph.values.dtype)).mean())
 
 
+def _checked(X: np.ndarray, k: int) -> np.ndarray:
+    """X validated for a k-neighbour graph: DataError when n <= k or all rows are identical, a warning
+    when some rows are exact duplicates (their mutual order is then decided by index)."""
+    X = _float(check_matrix(X))
+    n = X.shape[0]
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if n <= k:
+        raise DataError(f"{n} samples cannot have {k} neighbours each: need n > k (use more samples or a smaller k)")
+    dup = duplicate_rows(X)
+    if dup.sum() == n - 1:
+        raise DataError(f"all {n} rows are identical (collapsed embedding): neighbours and alignment are undefined")
+    if dup.any():
+        warnings.warn(
+            f"{int(dup.sum())} of {n} rows duplicate an earlier row; ties among them are broken by index",
+            stacklevel=3,
+        )
+    return X
+
+
+#: rows whose squared norm is further than this from 1 are not unit vectors for `euclidean_from_cosine`
+UNIT_TOL = 1e-4
+
+
+def _unit_deviation(X: np.ndarray, who: str) -> tuple[np.ndarray, float]:
+    """Squared row norms (float64) and their largest deviation from 1; DataError when X's rows are not unit."""
+    sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    dev = float(np.abs(sq - 1).max())
+    if dev > UNIT_TOL:
+        raise DataError(
+            f"{who} needs unit-norm rows (max | |x|^2 - 1 | = {dev:.3g} > {UNIT_TOL}): pass the L2-normalised "
+            "features the cosine graph was built from (prepare_features), or build the euclidean graph directly"
+        )
+    return sq, dev
+
+
+def _euclidean_from_scores(
+    X: np.ndarray, idx: np.ndarray, cos: np.ndarray, k: int, sq: np.ndarray, err: float
+) -> KnnGraph:
+    """Exact euclidean top-k of unit rows from candidate lists idx and their exact float64 inner products cos:
+    -|x - y|^2 = 2 x.y - |x|^2 - |y|^2 (float64, relative error ~1e-15 of the distance), then the tie rule and
+    the redo of boundary rows of `_refine` (err bounds how far an unlisted point's score can exceed the last
+    candidate's)."""
+    s = 2 * cos - sq[:, None] - sq[idx]
+    v, i = _refine(X, idx, k, "euclidean", scores=s, err=err)
+    return KnnGraph(np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(v), "euclidean")
+
+
+def euclidean_from_cosine(X: np.ndarray, graph: KnnGraph, k: int) -> KnnGraph:
+    """The exact euclidean k-neighbour graph of unit rows X from their cosine graph (k < graph.k), no pass
+    over pairs: for unit vectors |x - y|^2 = 2 - 2 x.y, so the cosine lists hold the euclidean ones.
+
+    Equal (indices, and values to ~1e-15 relative) to `knn_graph(X, k, "euclidean")`. Candidate inner
+    products are the stored values when they are float64 and untied (rows with snapped ties are recomputed),
+    else recomputed in float64, O(n graph.k d); rows where a point outside the cosine list could reach the
+    k-th place (within the tie tolerance plus the norms' deviation from 1) are redone over all n, O(n d) each.
+    Cost: O(n k) from a float64 graph (the pipeline's), O(n graph.k d) from a float32 one; memory O(n graph.k).
+    Raises DataError when the rows are not unit vectors, the graph is not X's cosine graph, or k >= graph.k.
+    """
+    X = _checked(X, k)
+    if graph.metric != "cosine" or graph.n != X.shape[0]:
+        raise DataError(f"euclidean_from_cosine needs X's cosine graph (n={X.shape[0]}), got a {graph.metric} "
+                        f"graph of n={graph.n}")
+    if not k < graph.k:
+        raise DataError(f"euclidean_from_cosine needs k < the cosine graph's k={graph.k}, got k={k}: "
+                        "store a cosine graph with more neighbours or build the euclidean graph directly")
+    sq, dev = _unit_deviation(X, "euclidean_from_cosine")
+    idx = graph.indices
+    tol = tie_tolerance(X.dtype)
+    if graph.values.dtype == np.float64 and X.dtype == np.float64:
+        cos = graph.values.copy()
+        snapped = np.flatnonzero((cos[:, 1:] == cos[:, :-1]).any(axis=1))
+        if snapped.size:
+            cos[snapped] = _exact_scores(X, snapped, idx[snapped], "cosine")
+    else:
+        cos = _exact_scores(X, np.arange(X.shape[0]), idx, "cosine")
+    # an unlisted point's inner product is <= the last listed one's + a tie chain (4 tol); x2 and the norms
+    err = 4 * tol * max(1.0, float(np.abs(cos).max())) + dev + 1e-14
+    return _euclidean_from_scores(X, idx, cos, k, sq, err)
+
+
+def _select(
+    X: np.ndarray, k: int, metric: str, block_size: int, backend: str, device: str | None,
+    visit: BlockVisitor | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The selection step of `knn_graph`: (n, m) candidate indices in selection order, m = min(k + 1, n - 1)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        backend = "torch" if device not in (None, "cpu") else "numpy"
+    if visit is not None and backend != "numpy":
+        raise ValueError(f"a block visitor needs the numpy backend (it reads the blocked GEMM), got {backend!r}")
+    m = min(k + 1, X.shape[0] - 1)
+    if backend == "numpy":
+        return _knn_numpy(X, m, metric, block_size, visit=visit)[1]
+    if backend == "faiss":
+        return _knn_faiss(X, m, metric)[1]
+    return _knn_torch(X, m, metric, block_size, device)[1]
+
+
 def knn_graph(
     X: np.ndarray,
     k: int,
@@ -457,6 +577,8 @@ def knn_graph(
     block_size: int = 4096,
     backend: str = "auto",
     device: str | None = None,
+    visit: BlockVisitor | None = None,
+    candidates: KnnGraph | None = None,
 ) -> KnnGraph:
     """Exact top-k neighbour graph of the rows of X.
 
@@ -470,6 +592,10 @@ def knn_graph(
     backends store the same numbers. Tie rule (exact): scores equal within `tie_tolerance` are ties,
     broken lower index first, both for which points enter the top k and for their order; rows whose
     k-th place may tie an unselected point are redone over all points in float64 (O(n d) each).
+    visit (numpy backend): a `BlockVisitor` that reads every product block of the pass (one pass, two
+    uses: see `benchmark.metrics.imbalance.RankCounter`). candidates (metric "euclidean" only): X's cosine
+    graph with more than k neighbours, X's rows unit vectors: the graph is then `euclidean_from_cosine`
+    (no pass over pairs), so a cache of euclidean graphs can be filled from the cosine pass.
 
     Raises DataError when n <= k or all rows are identical; warns when some rows are exact
     duplicates (their mutual order is then decided by index).
@@ -478,32 +604,40 @@ def knn_graph(
     O(n^2) compares for the selection, plus O(n k d) for the refined values; memory O(block_size^2 +
     n k) besides X. The faiss and torch backends do the full n^2 d product.
     """
-    X = _float(check_matrix(X))
-    n = X.shape[0]
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if n <= k:
-        raise DataError(f"{n} samples cannot have {k} neighbours each: need n > k (use more samples or a smaller k)")
-    dup = duplicate_rows(X)
-    if dup.sum() == n - 1:
-        raise DataError(f"all {n} rows are identical (collapsed embedding): neighbours and alignment are undefined")
-    if dup.any():
-        warnings.warn(
-            f"{int(dup.sum())} of {n} rows duplicate an earlier row; ties among them are broken by index",
-            stacklevel=2,
-        )
-    if backend == "auto":
-        backend = "torch" if device not in (None, "cpu") else "numpy"
-    m = min(k + 1, n - 1)
-    if backend == "numpy":
-        v, i = _knn_numpy(X, m, metric, block_size)
-    elif backend == "faiss":
-        v, i = _knn_faiss(X, m, metric)
-    else:
-        v, i = _knn_torch(X, m, metric, block_size, device)
+    if candidates is not None:
+        if metric != "euclidean" or visit is not None:
+            raise ValueError("candidates (a cosine graph) build a euclidean graph without a pass: metric must be "
+                             "'euclidean' and there is no pass for a visitor")
+        return euclidean_from_cosine(X, candidates, k)
+    X = _checked(X, k)
+    i = _select(X, k, metric, block_size, backend, device, visit)
     v, i = _refine(X, i, k, metric)
     return KnnGraph(np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(v), metric)
+
+
+def knn_graphs(
+    X: np.ndarray, k: int, k_euc: int, block_size: int = 4096, visit: BlockVisitor | None = None
+) -> tuple[KnnGraph, KnnGraph]:
+    """(cosine k-graph, euclidean k_euc-graph) of unit rows X from one blocked GEMM pass (numpy backend).
+
+    Equal to (`knn_graph(X, k)`, `knn_graph(X, k_euc, "euclidean")`): indices identical, values to ~1e-15
+    relative. For unit rows d^2 = |x|^2 + |y|^2 - 2 x.y orders as the inner product, so the pass selects the
+    cosine candidates once, their exact float64 inner products are computed once, and the euclidean lists are
+    those candidates re-scored (k_euc < k + 1 reuses them; a larger k_euc selects more cosine candidates).
+    visit: as in `knn_graph`, on the same products. Cost: one `knn_graph` (n^2 d / 2 multiply-adds, O(n^2)
+    compares, O(n max(k, k_euc) d) for exact values) plus O(n k log k) for the second lists; memory
+    O(block_size^2 + n max(k, k_euc)). Measured (bench/bench_stage2.py, n = 50,000, d = 2,048, k = 26,
+    k_euc = 20, with a `RankCounter`): 1.15x one `knn_graph`. Raises DataError for rows that are not unit vectors.
+    """
+    X = _checked(X, max(k, k_euc))
+    sq, dev = _unit_deviation(X, "knn_graphs")
+    m_sel = max(k, k_euc)
+    idx = _select(X, m_sel, "cosine", block_size, "numpy", None, visit)
+    cos = _exact_scores(X, np.arange(X.shape[0]), idx, "cosine")
+    v, i = _refine(X, idx, k, "cosine", scores=cos)
+    g = KnnGraph(np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(v), "cosine")
+    # an unselected point's selection score is <= the last candidate's: exact ones differ by 2 selection errors
+    err = 2 * _selection_error(X, "cosine") + dev
+    return g, _euclidean_from_scores(X, idx, cos, k_euc, sq, err)

@@ -52,10 +52,17 @@ class _Space:
 
     def __init__(self, Z: np.ndarray) -> None:
         self.Z = Z
-        self.Z32 = np.ascontiguousarray(Z, dtype=np.float32)
         self.sq = np.einsum("ij,ij->i", Z, Z, dtype=np.float64)
         self.sq32 = self.sq.astype(np.float32)
         self.norm = np.sqrt(self.sq)
+        self._z32: np.ndarray | None = None
+
+    @property
+    def Z32(self) -> np.ndarray:
+        """float32 rows for the products, made on first use (a visitor of a kNN pass never needs them)."""
+        if self._z32 is None:
+            self._z32 = np.ascontiguousarray(self.Z, dtype=np.float32)
+        return self._z32
 
 
 class _Counter:
@@ -113,6 +120,89 @@ class _Counter:
             closer = (d2 < ct) | ((d2 == ct) & (li < j))
             np.add.at(self.count[:, t], qi[closer], 1)
             self.rechecked += int(r.size)
+
+
+class RankCounter:
+    """Delta(Y -> Z) counted on the products of Z's own kNN pass, so that direction costs no pass of its own.
+
+    Pass it as `knn_graph(Z, k, visit=counter)` (or `knn_graphs`): each product block S = Z_a Z_b^T of the
+    pass becomes H = |z_l|^2 - 2 z_q.z_l for the queries of both blocks, and every query's count of points
+    closer (in Z) than its Y-neighbour j(q) is the one of `information_imbalance(Y, Z, graph_x=...)`, exact
+    (entries within rounding of a threshold are recounted in float64). nbrs: (n, k) Y's first k Euclidean
+    neighbours (e.g. the reference's cosine graph of unit rows, `.indices[:, :k]`).
+
+    Cost on top of the pass: O(n^2 k) compares (2 per entry and neighbour, memory-bound) and two block-sized
+    buffers; memory O(n k) thresholds and counts. Measured (bench/bench_stage2.py, n = 50,000, d = 2,048, k = 1):
+    the fused pass with it costs 1.15x a plain kNN graph (this and the euclidean graph). A counter serves one
+    pass; `complete` says whether it saw every pair (False when the graph came from a cache: then `finish()`
+    counts with a pass of its own).
+    """
+
+    def __init__(self, Z: np.ndarray, nbrs: np.ndarray) -> None:
+        Z = check_matrix(Z, "Z")
+        nbrs = np.asarray(nbrs)
+        if nbrs.ndim != 2 or nbrs.shape[0] != Z.shape[0] or not np.issubdtype(nbrs.dtype, np.integer):
+            raise DataError(f"nbrs must be an (n, k) integer array of neighbour indices with n={Z.shape[0]}, got "
+                            f"shape {nbrs.shape} and dtype {nbrs.dtype}")
+        if nbrs.size and (nbrs.min() < 0 or nbrs.max() >= Z.shape[0]):
+            raise DataError(f"nbrs holds indices outside 0..{Z.shape[0] - 1}: pass the other space's kNN indices")
+        self.n = Z.shape[0]
+        self._counter = _Counter(_Space(Z if Z.dtype in (np.float32, np.float64) else Z.astype(np.float64)), nbrs)
+        self._buf: dict[np.dtype, tuple[np.ndarray, np.ndarray]] = {}
+        self.pairs = 0
+
+    def _buffers(self, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        size = S.size
+        buf = self._buf.get(S.dtype)
+        if buf is None or buf[0].size < size:
+            buf = (np.empty(size, dtype=S.dtype), np.empty(size, dtype=bool))
+            self._buf[S.dtype] = buf
+        return buf[0][:size].reshape(S.shape), buf[1][:size].reshape(S.shape)
+
+    def __call__(self, S: np.ndarray, a: int, b: int) -> None:
+        """Fold the product block S = Z[a:a+r] @ Z[b:b+c].T (a <= b, S read only) into the counts."""
+        cnt = self._counter
+        r, c = S.shape
+        sq = cnt.space.sq32 if S.dtype == np.float32 else cnt.space.sq
+        H, mask = self._buffers(S)
+        qa, qb = np.arange(a, a + r), np.arange(b, b + c)
+        np.multiply(S, -2, out=H)
+        H += sq[None, b : b + c]
+        if a == b:
+            np.fill_diagonal(H, np.inf)
+        cnt.add(H, qa, qb, mask)
+        if a == b:
+            self.pairs += r * (r - 1) // 2
+            return
+        np.multiply(S, -2, out=H)
+        H += sq[a : a + r, None]
+        cnt.add(H, qb, qa, mask, axis=0)
+        self.pairs += r * c
+
+    @property
+    def complete(self) -> bool:
+        """Whether every pair of points was counted (one full pass, each block once)."""
+        return self.pairs == self.n * (self.n - 1) // 2
+
+    def finish(self, block_size: int = 4096) -> "RankCounter":
+        """Count with a pass of its own when no kNN pass fed this counter (e.g. the graph came from a cache):
+        one float32 pass over Z's Gram matrix, N^2 d / 2 multiply-adds. A no-op after a full pass."""
+        if not self.complete:
+            self._counter.count[:] = 0
+            _count_all([self._counter], block_size)
+            self.pairs = self.n * (self.n - 1) // 2
+        return self
+
+    def ranks(self) -> np.ndarray:
+        """(n, k) int64 ranks, as `information_imbalance_ranks(Y, Z, graph_x=...)`; DataError before a full pass."""
+        if not self.complete:
+            raise DataError(f"RankCounter saw {self.pairs} of {self.n * (self.n - 1) // 2} pairs: run one full "
+                            "numpy kNN pass with visit=counter (a cached graph makes no pass)")
+        return self._counter.count + 1
+
+    def delta(self) -> float:
+        """Delta(Y -> Z) = 2 mean(rank) / n."""
+        return _delta(self.ranks(), self.n)
 
 
 def _count_all(counters: list[_Counter], block: int) -> None:
@@ -323,7 +413,9 @@ def imbalances_to_reference(
     matrix) this gives both directions of a task's M models in M + 1 passes, holding one model at a time.
 
     Cost: N^2 d_ref / 2 float32 multiply-adds once, O(M N^2 k) compares (memory-bound, 2 per entry and
-    model); memory O(N d_ref) + O(M N k) thresholds and counts + one set of block_size^2 buffers.
+    model); memory O(N d_ref) + O(M N k) thresholds and counts + one set of block_size^2 buffers. Measured
+    (bench/bench_stage2.py, N = 50,000, d = 2,048, 2 loaded cores): 119.5 s shared + 6.7 s per model, i.e.
+    0.68x + 0.04x per model of one kNN graph of the same size.
     """
     ref = check_matrix(ref, "ref")
     n = ref.shape[0]

@@ -39,6 +39,12 @@ def graph_path(knn_dir: Path, cache_key: str) -> Path:
     return Path(knn_dir) / f"{cache_key}-cosine.npz"
 
 
+def euclidean_graph_path(knn_dir: Path, cache_key: str) -> Path:
+    """Where the euclidean graph of the embedding's raw features (TwoNN / MLE, as the metric contract defines
+    them) lives in the kNN cache."""
+    return Path(knn_dir) / f"{cache_key}-euclidean.npz"
+
+
 def prepare(features: np.ndarray, k: int, knn_dir: Path | None = None, cache_key: str | None = None) -> Prepared:
     """`prepare_for_alignment` then the cosine top-k graph, cached under knn_dir when a cache key is given.
 

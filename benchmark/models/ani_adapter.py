@@ -100,10 +100,7 @@ class ANIAdapter(ModelAdapter):
         self.width = widths.pop()
         self._torch = torch
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason:
-            return reason
+    def cannot_embed(self, sample: Sample) -> str | None:
         if sample.charge != 0:
             return "ANI is trained on neutral molecules only"
         self.load()

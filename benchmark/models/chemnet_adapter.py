@@ -56,10 +56,7 @@ class ChemNetAdapter(ModelAdapter):
         mol = self._chem.MolFromSmiles(smiles)
         return None if mol is None else self._chem.MolToSmiles(mol)
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason:
-            return reason
+    def cannot_embed(self, sample: Sample) -> str | None:
         self.load()
         canonical = self.canonical(sample.smiles)
         if canonical is None:

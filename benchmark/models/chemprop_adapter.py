@@ -64,10 +64,7 @@ class ChempropAdapter(ModelAdapter):
         self._torch = torch
         self.dim = int(self.model.message_passing.output_dim)
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason:
-            return reason
+    def cannot_embed(self, sample: Sample) -> str | None:
         self.load()
         mol = self._chem.MolFromSmiles(sample.smiles)
         if mol is None:

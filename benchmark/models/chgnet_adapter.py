@@ -79,10 +79,7 @@ class CHGNetAdapter(ModelAdapter):
             model.mlp.layers[-1].register_forward_pre_hook(lambda module, args: self._captured.append(args[0]))
         self._torch = torch
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason:
-            return reason
+    def cannot_embed(self, sample: Sample) -> str | None:
         numbers = np.asarray(sample.numbers)
         if numbers.min() < 1 or numbers.max() > MAX_Z:
             return f"CHGNet embeds elements Z=1..{MAX_Z} only"

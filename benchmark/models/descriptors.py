@@ -39,10 +39,7 @@ class MorganFingerprintAdapter(ModelAdapter):
         self._chem = Chem
         self.generator = rdFingerprintGenerator.GetMorganGenerator(radius=self.radius, fpSize=self.n_bits)
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason:
-            return reason
+    def cannot_embed(self, sample: Sample) -> str | None:
         self.load()
         if self._chem.MolFromSmiles(sample.smiles) is None:
             return f"RDKit cannot parse SMILES {sample.smiles!r}"
@@ -87,10 +84,7 @@ class StructuralDescriptorAdapter(ModelAdapter):
 
         self._neighbor_list = neighbor_list
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason:
-            return reason
+    def cannot_embed(self, sample: Sample) -> str | None:
         numbers = np.asarray(sample.numbers)
         if numbers.min() < 1 or numbers.max() > MAX_Z:
             return f"the structural descriptor covers Z=1..{MAX_Z}"

@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmark.errors import ModelUnavailable
 from benchmark.models.base import EmbedOutput, ModelAdapter, file_digest
-from benchmark.models.random_init import random_digest, randomize_parameters
+from benchmark.models.random_init import randomize_parameters
 from benchmark.structures import Sample
 
 SHIPPED = ("diep_fold1",)
@@ -36,8 +36,6 @@ class DIEPAdapter(ModelAdapter):
     def __init__(self, entry, device: str = "cpu") -> None:
         super().__init__(entry, device)
         self.checkpoint = entry.checkpoint or "diep_fold1"
-        self.random_init = bool(self.options.get("random_init", False))
-        self.seed = int(self.options.get("seed", 0))
         self._captured: list = []
 
     def model_dir(self) -> Path:
@@ -58,13 +56,10 @@ class DIEPAdapter(ModelAdapter):
             )
         return directory / "model.pt"
 
-    def checkpoint_digest(self) -> str:
-        if self._digest is None:
-            directory = self.model_dir()
-            base = "|".join(file_digest(directory / f) for f in FILES)
-            base = hashlib.sha256(base.encode()).hexdigest()
-            self._digest = random_digest(base, self.seed) if self.random_init else base
-        return self._digest
+    def weights_digest(self) -> str:
+        """sha256 over the digests of the model directory's files (model.pt alone is not the model)."""
+        directory = self.model_dir()
+        return hashlib.sha256("|".join(file_digest(directory / f) for f in FILES).encode()).hexdigest()
 
     def _load(self) -> None:
         import warnings
@@ -87,10 +82,7 @@ class DIEPAdapter(ModelAdapter):
         model.graph_layers[-1].register_forward_hook(lambda module, args, out: self._captured.append(out[1]))
         self._torch = torch
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason:
-            return reason
+    def cannot_embed(self, sample: Sample) -> str | None:
         self.load()
         from ase.data import chemical_symbols
 

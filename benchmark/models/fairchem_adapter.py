@@ -126,11 +126,10 @@ class FairchemAdapter(ModelAdapter):
         backbone.register_forward_hook(lambda _m, _i, out: self._captured.update(node=out["node_embedding"]))
         self.energy_task = next(t.name for t in self.unit.dataset_to_tasks[self.task] if t.property == "energy")
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason is None and sample.n_atoms < 2:
+    def cannot_embed(self, sample: Sample) -> str | None:
+        if sample.n_atoms < 2:
             return "single atom: fairchem answers it from reference energies without running the backbone"
-        return reason
+        return None
 
     def embed(self, samples: Sequence[Sample]) -> EmbedOutput:
         from fairchem.core.datasets.atomic_data import AtomicData

@@ -96,10 +96,7 @@ class HIENetAdapter(ModelAdapter):
         self._keys = KEY
         self._torch = torch
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason:
-            return reason
+    def cannot_embed(self, sample: Sample) -> str | None:
         self.load()
         unknown = sorted(set(int(z) for z in sample.numbers) - set(int(z) for z in self.type_map))
         if unknown:

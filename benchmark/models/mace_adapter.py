@@ -120,10 +120,9 @@ class MACEAdapter(ModelAdapter):
         self.total_dim = int(offsets[-1])
         return np.asarray(cols, dtype=np.int64)
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason or not self._loaded:
-            return reason
+    def cannot_embed(self, sample: Sample) -> str | None:
+        if not self._loaded:
+            return None
         extra = sorted(set(int(z) for z in sample.numbers) - set(self.z_table.zs))
         return f"elements {extra} are outside the model's element set" if extra else None
 

@@ -67,10 +67,9 @@ class MatterSimAdapter(ModelAdapter):
         self._captured: dict[str, Any] = {}
         model.final.register_forward_pre_hook(lambda _m, args: self._captured.update(node=args[0]))
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason or not self._loaded:
-            return reason
+    def cannot_embed(self, sample: Sample) -> str | None:
+        if not self._loaded:
+            return None
         max_z = int(self.potential.model.max_z)
         return f"elements above Z={max_z} are outside the model" if int(np.max(sample.numbers)) > max_z else None
 

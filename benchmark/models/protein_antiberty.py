@@ -58,9 +58,19 @@ class AntiBERTyAdapter(ModelAdapter):
         folder = self.weights_path().parent
         tokens = (folder.parent / "vocab.txt").read_text().split()
         self.vocab = {t: i for i, t in enumerate(tokens)}
-        self.model, info = BertModel.from_pretrained(
-            folder, local_files_only=True, add_pooling_layer=False, output_loading_info=True, dtype=torch.float32
-        )
+        from transformers.utils import logging as hf_logging
+
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()  # the unused MLM heads (cls.*) are expected: checked below, not printed
+        hf_logging.disable_progress_bar()
+        try:
+            self.model, info = BertModel.from_pretrained(
+                folder, local_files_only=True, add_pooling_layer=False, output_loading_info=True, dtype=torch.float32
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
         if info.get("missing_keys"):
             raise ModelUnavailable(f"AntiBERTy checkpoint {folder} lacks encoder weights {info['missing_keys'][:3]}")
         self.model.eval().to(self.device)

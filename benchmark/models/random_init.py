@@ -11,8 +11,6 @@ so a random copy never shares a cache entry with its pretrained model. Random co
 
 from __future__ import annotations
 
-import hashlib
-
 from benchmark.models.base import EmbedOutput
 from benchmark.models.chgnet_adapter import CHGNetAdapter
 from benchmark.models.sevenn_adapter import SevenNetAdapter
@@ -39,30 +37,16 @@ def randomize_parameters(model, seed: int) -> None:
         torch.random.set_rng_state(generator_state)
 
 
-def random_digest(base_digest: str, seed: int) -> str:
-    """A digest distinct from the pretrained one: the architecture's file digest plus the seed."""
-    return hashlib.sha256(f"random_init|seed={int(seed)}|{base_digest}".encode()).hexdigest()
-
-
 class _RandomInitMixin:
-    """Shared by the random-init subclasses: options, randomising after load, the digest, no energies."""
+    """Shared by the random-init subclasses: `random_init` on by default, randomising after load, no energies (the
+    seeded digest is ModelAdapter.checkpoint_digest's)."""
 
     options: dict
-    _digest: str | None
 
     @property
     def random_init(self) -> bool:
+        """True unless the entry says `random_init: false` (these classes exist to be the random copy)."""
         return bool(self.options.get("random_init", True))
-
-    @property
-    def seed(self) -> int:
-        return int(self.options.get("seed", 0))
-
-    def checkpoint_digest(self) -> str:
-        if self._digest is None:
-            base = super().checkpoint_digest()  # type: ignore[misc]
-            self._digest = random_digest(base, self.seed) if self.random_init else base
-        return self._digest
 
     def _load(self) -> None:
         super()._load()  # type: ignore[misc]

@@ -89,10 +89,7 @@ class RxnfpAdapter(ModelAdapter):
         body = [self.vocab.get(t, unk) for t in self._regex.findall(smiles)]
         return [self.vocab["[CLS]"], *body, self.vocab["[SEP]"]]
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason:
-            return reason
+    def cannot_embed(self, sample: Sample) -> str | None:
         self.load()
         n = len(self.tokens(sample.smiles))
         if n > MAX_TOKENS:

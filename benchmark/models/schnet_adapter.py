@@ -50,10 +50,6 @@ class SchNetAdapter(ModelAdapter):
     packages: ClassVar[tuple[str, ...]] = ("torch",)
 
     @property
-    def random_init(self) -> bool:
-        return bool(self.options.get("random_init", False))
-
-    @property
     def checkpoint_path(self) -> Path | None:
         ckpt = self.entry.checkpoint
         return Path(os.path.expandvars(os.path.expanduser(ckpt))) if ckpt else None
@@ -105,10 +101,9 @@ class SchNetAdapter(ModelAdapter):
         self.has_energies = payload is not None
         self.model = model.to(self.device).eval()
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason or self.unavailable_reason():
-            return reason
+    def cannot_embed(self, sample: Sample) -> str | None:
+        if self.unavailable_reason():
+            return None
         if sample.pbc:
             return "periodic structures are not supported (the model ignores the cell)"
         self.load()

@@ -90,10 +90,7 @@ class SevenNetAdapter(ModelAdapter):
 
         self._captured.append(args[0][KEY.NODE_FEATURE].detach())
 
-    def unsupported(self, sample: Sample) -> str | None:
-        reason = super().unsupported(sample)
-        if reason:
-            return reason
+    def cannot_embed(self, sample: Sample) -> str | None:
         self.load()
         unknown = sorted(set(int(z) for z in sample.numbers) - self.known_numbers)
         if unknown:

@@ -13,8 +13,8 @@ import numpy as np
 
 from benchmark.embeddings import extract
 from benchmark.embeddings.cache import Embeddings
-from benchmark.embeddings.extract import ExtractResult
-from benchmark.errors import DataError, ModelUnavailable
+from benchmark.embeddings.extract import ExtractResult, check_supported
+from benchmark.errors import DataError, ModelUnavailable, OutsideModality
 from benchmark.metrics.energy import energy_mae_per_atom, probe_energy_mae
 from benchmark.models import build_adapter
 from benchmark.models.base import ModelAdapter
@@ -60,6 +60,7 @@ def _embed_one(
             out = extract(adapter, ds, root, progress=cfg.progress)
     except ModelUnavailable as exc:
         res.status, res.reason = "skipped", str(exc)
+        res.outside_modality = exc.why if isinstance(exc, OutsideModality) else ""
         return res, None
     except Exception as exc:  # noqa: BLE001 - any adapter bug (KeyError, not a class, abstract, SyntaxError) costs only this model
         return _failed(res, entry, exc), None
@@ -103,15 +104,6 @@ def check_embeddings(features: np.ndarray, energies: np.ndarray | None, model: s
         bad = int((~np.isfinite(e)).sum())
         if bad:
             raise DataError(f"model {model!r} returned non-finite energies (NaN/inf) for {bad} of {e.size} structures")
-
-
-def check_supported(adapter: ModelAdapter, ds: Dataset) -> None:
-    bad = [(s.id, why) for s in ds.samples if (why := adapter.unsupported(s))]
-    if bad:
-        raise ModelUnavailable(
-            f"{len(bad)} of {len(ds)} structures are outside what the model can embed "
-            f"(e.g. {bad[0][0]}: {bad[0][1]}); alignment needs every structure, so this task is skipped"
-        )
 
 
 def _extract_isolated(

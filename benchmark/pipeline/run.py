@@ -113,7 +113,8 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
     results: list[ModelTaskResult] = []
     said: dict[tuple[str, str], str] = {}
     with tempfile.TemporaryDirectory() as tmp, \
-            mlflow.start_run(run_name=cfg.run_name or f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}") as parent:
+            mlflow.start_run(run_name=cfg.run_name or f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}",
+                             log_system_metrics=not record.system_metrics_off()) as parent:
         models_path = _models_path(cfg, models_file, Path(tmp))
         mlflow.set_tags(record.parent_tags(sha, board.id if board else ""))
         record.log_parent_params(record.parent_params(entries, specs, cfg, ref_key, fallback))
@@ -153,15 +154,24 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
                      + ", ".join(f"{why} ({n})" for why, n in excluded.items()))
             mlflow.log_param(f"n_samples.{spec.name}", len(ds))
             executor.prefetch(entries, ds, root)
+            outside: dict[str, list[str]] = {}
             for entry in entries:
+                started = time.time()  # the child run's start time: its duration covers the embedding
                 res, emb = embed_one(entry, spec, ds, cfg, root, models_path)
                 res.board, res.exploration = tb.board, tb.exploration
                 if entry.key in selected or tb.task is None:  # a board's pinned reference not asked for: no run
-                    record.log_child(res, entry, spec, ds, cfg, parent.info.run_id, sha, emb)
+                    record.log_child(res, entry, spec, ds, cfg, parent.info.run_id, sha, emb, started=started,
+                                     knn_dir=Path(root) / "knn")
                 results.append(res)
-                _say(f"[task {spec.name}] {entry.key}: {_status_line(res, said)}")
+                if res.outside_modality:
+                    outside.setdefault(res.outside_modality, []).append(entry.key)
+                else:
+                    _say(f"[task {spec.name}] {entry.key}: {_status_line(res, said)}")
                 for w in res.warnings:
                     _say(f"[task {spec.name}] {entry.key}: warning: {w}")
+            for why, keys in outside.items():
+                _say(f"[task {spec.name}] skipped {len(keys)} model(s) that read another modality ({why}): "
+                     + ", ".join(keys))
         free = [s for s in specs if s.name not in boards or boards[s.name].task is None]
         references = choose_references(free, results, ref_key, fallback)
         stored: dict[str, ModelTaskResult | None] = {}
@@ -174,6 +184,7 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
             choice = references[spec.name]
             record.log_reference(spec.name, choice)
             _say(f"[task {spec.name}] reference: {choice.model or 'none'} ({_short_reason(choice, said)})")
+            record.stage2_started(spec.name)  # each child run's align_seconds counts from here
             align_task([r for r in results if r.task == spec.name], choice, cfg, root, executor,
                        ref_result=stored.get(spec.name))
         summary_df = summary_frame(results, references)

@@ -1,5 +1,5 @@
-"""Small per-run PNGs for a child run's MLflow page: an embedding preview (stage 1) and the bootstrap
-distribution of cknna_to_ref (stage 2).
+"""Small per-run PNGs for a child run's MLflow page: an embedding preview (stage 1), the bootstrap
+distribution of cknna_to_ref, the CKNNA row to the task's other models and the TwoNN fit (stage 2).
 
 Drawn with matplotlib's object API on an Agg canvas (no pyplot state, nothing to close, safe in threads),
 4 x 4 in at 80 dpi (320 x 320 px, tens of KB). Text is data (model keys, task names), never mathtext.
@@ -102,6 +102,66 @@ def bootstrap_figure(replicates: np.ndarray, point: float, ci: tuple[float, floa
     ax.set_title(title, fontsize=8)
     ax.set_xlabel(f"cknna_to_ref, {reps.size} bootstrap replicates", fontsize=7)
     ax.set_ylabel("count", fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def cknna_row_figure(row: dict[str, float], reference: str | None, title: str, path: Path) -> Path:
+    """Write a horizontal bar chart of `row` ({other model: CKNNA from this model}) to `path`, highest first,
+    the reference's bar highlighted. The height grows with the number of models (0.22 in each above 12)."""
+    items = sorted(((m, float(v)) for m, v in row.items() if np.isfinite(v)), key=lambda mv: (-mv[1], mv[0]))
+    if not items:
+        raise ValueError("no finite CKNNA to another model to draw")
+    fig = _figure()
+    fig.set_size_inches(SIZE[0], max(SIZE[1], 1.4 + 0.22 * len(items)))
+    ax = fig.add_subplot()
+    names = [m for m, _ in items][::-1]
+    values = [v for _, v in items][::-1]
+    colours = ["tab:orange" if m == reference else "tab:blue" for m in names]
+    ax.barh(range(len(names)), values, color=colours)
+    ax.set_yticks(range(len(names)), [f"{m} (reference)" if m == reference else m for m in names], fontsize=6)
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.3f}", va="center", fontsize=5)
+    ax.set_xlim(min(0.0, min(values)), max(1.0, max(values)) * 1.12)
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel("CKNNA from this model", fontsize=7)
+    ax.tick_params(axis="x", labelsize=6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def twonn_curve(r1: np.ndarray, r2: np.ndarray, discard_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray, float]:
+    """(x, y, d) of the TwoNN fit from first / second neighbour distances, as benchmark.metrics.twonn computes
+    it: x = sorted log(r2 / r1) of the points with r1 > 0, the largest `discard_fraction` dropped,
+    y = -log(1 - i / N), d = the least-squares slope through the origin (= the run's intrinsic_dimension)."""
+    r1, r2 = np.asarray(r1, dtype=np.float64), np.asarray(r2, dtype=np.float64)
+    keep = r1 > 0
+    n = int(keep.sum())
+    n_eff = int(n * (1 - discard_fraction))
+    if n_eff < 2:
+        raise ValueError(f"TwoNN needs at least 2 usable points, got {n_eff} of {r1.size}")
+    x = np.sort(np.log(r2[keep] / r1[keep]))[:n_eff]
+    y = -np.log(1 - np.arange(1, n_eff + 1) / n)
+    sxx = float(x @ x)
+    if sxx == 0:
+        raise ValueError("TwoNN undefined: every point has r2 == r1")
+    return x, y, float(x @ y / sxx)
+
+
+def id_curve_figure(x: np.ndarray, y: np.ndarray, d: float, title: str, path: Path) -> Path:
+    """Write the TwoNN fit to `path`: the points (at most MAX_POINTS, evenly spaced in rank) and the fitted
+    line y = d x through the origin, labelled with d."""
+    idx = np.unique(np.linspace(0, len(x) - 1, min(len(x), MAX_POINTS)).astype(int))
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.scatter(x[idx], y[idx], s=4, c="tab:blue", linewidths=0, label=f"{len(x)} points (largest 10% of mu dropped)")
+    xs = np.array([0.0, float(x.max())])
+    ax.plot(xs, d * xs, color="k", lw=1.2, label=f"slope = intrinsic dimension {d:.2f}")
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel("log(mu), mu = r2 / r1", fontsize=7)
+    ax.set_ylabel("-log(1 - F(mu))", fontsize=7)
     ax.tick_params(labelsize=6)
     ax.legend(fontsize=6, loc="upper left")
     fig.tight_layout()

@@ -80,6 +80,9 @@ class ModelTaskResult:
     exploration: str = ""
     #: bootstrap replicates of cknna_to_ref (resamples shared by every model of the task), for rank intervals
     replicates: np.ndarray | None = None
+    #: why no structure of the task is one the model reads ("no SMILES"), when skipped for that (said once per
+    #: task, not per model); "" otherwise
+    outside_modality: str = ""
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ class ModelEntry(Strict):
         "main", description="isolated: embed in a cached venv built from `requirements`, hand back via the cache"
     )
     layer: str = "last"
-    pooling: Literal["mean", "sum", "cls", "last_token", "none"] = "mean"
+    pooling: Literal["mean", "sum", "max", "cls", "last_token", "none"] = "mean"
     dtype: Literal["float32", "float64"] = "float32"
     batch_size: int = Field(32, ge=1, le=100_000)
     description: str = ""

@@ -430,6 +430,18 @@ def _n_samples(size: str, tasks_dir: Path | None) -> dict[str, int] | None:
     return {name: min(spec.n_samples, TINY_N_SAMPLES) for name, spec in load_tasks(tasks_dir).items()}
 
 
+def claim_models(models_file: Any, root: Path | None = None) -> list[str] | None:
+    """The default models plus every runnable entry whose features are equivariant (`options.features:
+    equivariant`), which claim (c) compares with invariant ones; None when that adds nothing (a default run)."""
+    from benchmark.pipeline.suite import availability
+
+    models = load_models(models_file)
+    default = [e.key for e in models.models if e.default]
+    extra = [e.key for e in models.models if not e.default and e.options.get("features") == "equivariant"
+             and availability(e, root)[0]]
+    return default + extra if extra else None
+
+
 def reproduce(args: Any) -> int:
     """Everything `matteralign reproduce` does; `args` carries the options of benchmark.cli.reproduce."""
     import mlflow
@@ -438,9 +450,12 @@ def reproduce(args: Any) -> int:
     out: Path = args.out
     figures = out / "figures"
     uri, experiment = tracking.setup(args.tracking_uri, args.experiment)
-    _say("running the default benchmark (cached embeddings are reused)")
+    keys = claim_models(args.models_file, args.cache_dir)
+    _say("running the default benchmark (cached embeddings are reused)"
+         + (f" with {', '.join(keys[-(len(keys) - sum(e.default for e in load_models(args.models_file).models)):])} "
+            "for claim (c)" if keys else ""))
     bench = run_benchmark(RunConfig(
-        tasks=None, n_samples=_n_samples(args.size, args.tasks_dir), k=args.k, tracking_uri=uri, experiment=experiment,
+        models=keys, tasks=None, n_samples=_n_samples(args.size, args.tasks_dir), k=args.k, tracking_uri=uri, experiment=experiment,
         models_file=args.models_file, tasks_dir=args.tasks_dir, cache_dir=args.cache_dir, leaderboard_dir=None,
         progress=False, run_name="reproduce-benchmark",
     ))

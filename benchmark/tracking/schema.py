@@ -33,7 +33,9 @@ class Kind:
 
 RUN_KINDS: dict[str, str] = {
     Kind.PARENT: "one per `matteralign run` invocation",
-    Kind.MODEL_TASK: "one per (model, task), nested under the parent, run name `<model>/<task>`",
+    Kind.MODEL_TASK: "one per (model, task), nested under the parent, run name `<model>/<task>`; it starts when "
+                     "its embedding starts and ends after its stage 2 (its own work is `embed_seconds` and "
+                     "`align_seconds`; between the two the invocation embeds the other models)",
     Kind.COMPARE: "one per `matteralign compare --task T`: the pairwise matrices of one task",
     Kind.LEADERBOARD: "one per written leaderboard: its files and figures",
     Kind.REPORT: "one per `matteralign reproduce`: the report, its claims and verdicts",
@@ -77,6 +79,8 @@ LOGGED_MODEL_ERROR = tag("logged_model_error")
 CHECKPOINT_DIGEST = tag("checkpoint_digest")
 FIGURE_ERROR = tag("figure_error")
 PID = tag("pid")
+#: on a parent run: `true` when MLflow samples its system metrics (`system/*`), else why not (psutil missing)
+SYSTEM_METRICS = tag("system_metrics")
 
 #: values of the `complete` tag: a child run is `false` from stage 1 until the very end of its stage 2
 COMPLETE_YES = "true"
@@ -131,6 +135,7 @@ benchmark_version: the benchmark's version
 git_sha: the commit the run was made from
 host: the host the run's process ran on
 pid: the run's process id on that host (a RUNNING parent whose process is gone is marked KILLED by the next run)
+system_metrics: `true` when MLflow samples the run's system metrics (`system/*`: CPU, memory, disk, network, GPU when present, every 10 s or `$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`), else why not (e.g. `false: psutil is not installed`)
 board: the frozen board the run measured against (`<name>@<version>`), `` when none existed
 reference.<task>: model key used as reference on that task, or `none`
 reference_reason.<task>: why: `configured reference`, or the auto fallback and why the configured one did not run
@@ -150,7 +155,7 @@ modality: the model's input modality
 domain: the model's training domain
 benchmark_version: the benchmark's version
 git_sha: the commit the run was made from
-cache_reused: `true` when the embeddings came from the cache
+cache_reused: `true` when the embeddings came from the cache (then `embed_seconds` is the cache read, not an embedding), `false` when they were computed
 excluded: JSON {reason: count} of the candidate structures the task's sampler left out before sampling
 reference: the model key the alignment metrics were computed against, or `none`
 is_reference: `true` when this model is the task's reference
@@ -164,7 +169,7 @@ warning.<metric>: a numerical warning raised while computing a metric
 note.<metric>: how a metric was computed when it deviates from the default (e.g. a declared subsample)
 logged_model: the id of the MLflow LoggedModel of this (model, checkpoint digest), named by the model key and tagged `matteralign.model` and `matteralign.checkpoint_digest`, whose metrics (`cknna_to_ref`, `cknna_to_ref_k25`, `mutual_knn_to_ref`, `cka_to_ref`, `energy_mae`) are linked to the task's dataset, so `mlflow.search_logged_models` ranks models per task; board results and runs without a board only, never exploration runs, and no `_to_ref` metric for the task's reference itself
 logged_model_error: why the LoggedModel could not be created or its metrics linked (the run's own metrics are logged regardless)
-figure_error: why a figure of this run could not be drawn (`<artifact>: <error>`; the run is unaffected)
+figure_error: why a figure of this run could not be drawn (`<artifact>: <error>`, `; `-joined when several; the run is unaffected)
 """),
     Kind.COMPARE: _f("""
 kind: `compare`
@@ -256,6 +261,8 @@ model_entry.json: the models.yaml entry
 task_spec.json: the task YAML
 embeddings/<task>.png: a 2-D PCA projection of the features (at most 2,000 points, coloured by the energy label when the task has labels), a preview of the .npy
 figures/cknna_bootstrap_<task>.png: the bootstrap distribution of cknna_to_ref with its point value and 95% interval (runs with replicates only)
+figures/cknna_row_<task>.png: bar chart of CKNNA (k as logged) from this model to every other model of the task with embeddings in the same invocation, the reference highlighted (its bar is `cknna_to_ref`); tasks with 2 or more such models only
+figures/intrinsic_dimension_<task>.png: the TwoNN fit, -log(1 - F(mu)) against log(mu) of the kept points with the fitted line through the origin, whose slope is `intrinsic_dimension` (runs with that metric only)
 """),
     Kind.BOARD: _f("""
 board.yaml: the frozen board definition (also committed as leaderboard/board.yaml)
@@ -274,6 +281,21 @@ REPLICATES_ARTIFACT = "alignment/cknna_replicates.npy"
 EMBEDDING_PREVIEW_ARTIFACT = "embeddings/{task}.png"
 #: a child run's figure of the bootstrap distribution of cknna_to_ref (see ARTIFACTS)
 BOOTSTRAP_FIGURE_ARTIFACT = "figures/cknna_bootstrap_{task}.png"
+#: a child run's bar chart of its CKNNA to every other model of the task (see ARTIFACTS)
+CKNNA_ROW_FIGURE_ARTIFACT = "figures/cknna_row_{task}.png"
+#: a child run's TwoNN fit figure (see ARTIFACTS)
+ID_CURVE_FIGURE_ARTIFACT = "figures/intrinsic_dimension_{task}.png"
+#: a child run's cost metrics (seconds): declared here, not in benchmark/metrics/registry.py, because they
+#: measure the run rather than the model, so nothing ranks, gates or compares them
+EMBED_SECONDS = "embed_seconds"
+ALIGN_SECONDS = "align_seconds"
+COST_METRICS: dict[str, list[Field]] = {
+    Kind.MODEL_TASK: _f(f"""
+{EMBED_SECONDS}: wall seconds of this run's stage 1: building the adapter, extracting the embeddings or reading them from the cache (tag `cache_reused` says which), checking them and the energy metrics (`extract_seconds` is the extraction alone)
+{ALIGN_SECONDS}: wall seconds of the task's stage-2 computation (every model's geometry, then alignment to the reference, in one fan-out through the executor), the same value on each model of the task; runs without embeddings have none
+"""),
+}
+
 #: where a board run keeps the pinned reference's embeddings and ids of a task
 REFERENCE_ARTIFACT = "reference/{task}.npy"
 REFERENCE_IDS_ARTIFACT = "reference/{task}.ids.json"
@@ -312,6 +334,8 @@ def render_markdown(metrics: Sequence[Any]) -> str:
                       "metrics (only where defined; never NaN; declared in benchmark/metrics/registry.py):"]
             lines += [f"- `{m.name}` ({m.direction}{', ' + m.unit if m.unit else ''}): {m.description}"
                       for m in metrics]
+            lines += ["", "cost metrics (s; declared here, never ranked, gated or compared):",
+                      *[f"- `{f.name}`: {f.description}" for f in COST_METRICS[kind]]]
         if kind in ARTIFACTS:
             lines += ["", "artifacts:", *[f"- `{f.name}`: {f.description}" for f in ARTIFACTS[kind]]]
     lines += [
