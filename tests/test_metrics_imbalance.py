@@ -258,9 +258,9 @@ def test_rank_counter_refuses_an_incomplete_pass_and_bad_neighbours():
 
 
 def test_pipeline_geometry_counts_towards_the_reference_on_its_own_pass(tmp_path, monkeypatch):
-    """model_geometry with the reference's neighbours: Delta(ref -> model) from the fused kNN pass (a fresh
-    graph) or a counting pass (a cached one) equals information_imbalance; TwoNN reads the prepared features'
-    euclidean graph."""
+    """model_geometry with the reference's neighbours: Delta(ref -> model) from the model's cosine kNN pass (a
+    fresh graph) or a counting pass (a cached one) equals information_imbalance; TwoNN reads the raw features'
+    euclidean graph (a second pass, without the counter)."""
     import benchmark.knn.graph as kg
     from benchmark.knn import knn_graph, prepare_for_alignment
     from benchmark.metrics import twonn
@@ -274,11 +274,11 @@ def test_pipeline_geometry_counts_towards_the_reference_on_its_own_pass(tmp_path
     real = kg._knn_numpy
     monkeypatch.setattr(kg, "_knn_numpy", lambda *a, **kw: passes.append(kw.get("visit")) or real(*a, **kw))
     fresh, err = model_geometry(X, "x", 5, 10, tmp_path, ref_nbrs=g_ref.indices[:, :1])
-    assert len(passes) == 1 and passes[0] is not None and not err
+    assert len(passes) == 2 and passes[0] is not None and passes[1] is None and not err
     assert fresh["info_imbalance_ref_to_model"] == expected
     cached, _ = model_geometry(X, "x", 5, 10, tmp_path, ref_nbrs=g_ref.indices[:, :1])
-    assert len(passes) == 1 and cached == fresh
-    assert fresh["intrinsic_dimension"] == pytest.approx(twonn(knn_graph(p, 10, metric="euclidean")), rel=1e-12)
+    assert len(passes) == 2 and cached == fresh
+    assert fresh["intrinsic_dimension"] == pytest.approx(twonn(knn_graph(X, 10, metric="euclidean")), rel=1e-12)
 
 
 def test_align_task_shares_the_reference_pass_and_matches_the_direct_values(tmp_path, monkeypatch):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmark.errors import DataError
+
 from benchmark.pipeline import record, run_figures
 from benchmark.pipeline.run import RunConfig, run_benchmark
 from benchmark.tracking import schema as S
@@ -225,6 +227,8 @@ def test_child_figures_show_the_cknna_row_and_the_twonn_fit_of_the_logged_metric
 
     monkeypatch.setattr(run_figures, "cknna_row_figure", spy_row)
     monkeypatch.setattr(run_figures, "id_curve_figure", spy_fit)
+    for state in ("_GROUPS", "_GRAPHS", "_STAGE2"):  # this run's own bookkeeping, not an earlier test's
+        monkeypatch.setattr(record, state, {})
     summary = run(registry, tmp_path)
     ok = [r for r in summary.results if r.status == "ok"]
     for r in ok:
@@ -291,7 +295,7 @@ def test_the_cknna_row_is_the_pairwise_matrix_row_and_the_twonn_curve_its_estima
         assert d == pytest.approx(expected, rel=1e-9) and len(x) == len(y) == int((78 if r.model == "c" else 80) * 0.9)
         path = run_figures.id_curve_figure(x, y, d, f"{r.model} on $t$", tmp_path / f"{r.model}.png")
         assert 0 < path.stat().st_size <= 60_000
-    with pytest.raises(ValueError, match="at least 2 usable points"):
+    with pytest.raises(DataError, match="at least 2 usable points"):
         run_figures.twonn_curve(np.zeros(5), np.ones(5))
     with pytest.raises(ValueError, match="no finite CKNNA"):
         run_figures.cknna_row_figure({"x": float("nan")}, None, "t", tmp_path / "row.png")

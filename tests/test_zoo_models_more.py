@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark.embeddings.extract import check_supported
 from benchmark.errors import ConfigError, ModelUnavailable
 from benchmark.models import build_adapter
 from benchmark.registry import load_models, models_by_key
-from benchmark.structures import Sample
+from benchmark.structures import Dataset, Sample
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVS_ROOT = Path(os.environ.get("MATTERALIGN_ENVS_ROOT", Path.home() / ".cache" / "matteralign"))
@@ -195,7 +196,7 @@ def test_rxnmapper_on_real_weights(offline):
     protein = Sample(id="p", sequence="MKV")
     assert model.unsupported(protein) == "no SMILES"
     with pytest.raises(ModelUnavailable, match="no SMILES"):  # the worker skips the task instead of crashing
-        model.embed([protein])
+        check_supported(model, Dataset("t", "1", [protein]))  # what the worker runs first
 
 
 @pytest.mark.slow
@@ -213,7 +214,7 @@ def test_unirep_real_weights_equal_get_reps_and_ignore_the_batch(offline):
     np.testing.assert_allclose(model.embed(samples[1:2]).features[0], feats[1], atol=1e-6)
     assert "outside UniRep's alphabet" in model.unsupported(Sample(id="x", sequence="MK1"))
     with pytest.raises(ModelUnavailable, match="no protein sequence"):
-        model.embed([Sample(id="m", smiles="CCO")])
+        check_supported(model, Dataset("t", "1", [Sample(id="m", smiles="CCO")]))  # what the worker runs first
 
 
 @pytest.mark.slow
@@ -245,7 +246,7 @@ def test_ligandmpnn_on_real_weights(offline, ldh):
         model.context_size = 0
     assert model.unsupported(Sample(id="s", smiles="CCO")) is not None
     with pytest.raises(ModelUnavailable, match="no protein backbone"):
-        model.embed([Sample(id="s", sequence="MKV")])
+        check_supported(model, Dataset("t", "1", [Sample(id="s", sequence="MKV")]))  # what the worker runs first
 
 
 @pytest.mark.slow
@@ -263,7 +264,7 @@ def test_minimol_on_real_weights(offline):
     assert min(np.linalg.norm(feats[i] - feats[j]) for i in range(6) for j in range(i)) > 1e-3
     assert model.unsupported(Sample(id="bad", smiles="C1CC")) == "SMILES that RDKit cannot parse"
     with pytest.raises(ModelUnavailable, match="no SMILES"):
-        model.embed([Sample(id="p", sequence="MKV")])
+        check_supported(model, Dataset("t", "1", [Sample(id="p", sequence="MKV")]))  # what the worker runs first
 
 
 @pytest.mark.slow
@@ -280,4 +281,4 @@ def test_openff_nagl_on_real_weights(offline):
     assert salt.shape == (1, 512) and np.isfinite(salt).all()
     assert "outside NAGL's AM1-BCC domain" in model.unsupported(Sample(id="na", smiles="[Na+].[Cl-]"))
     with pytest.raises(ModelUnavailable, match="no SMILES"):
-        model.embed([Sample(id="p", sequence="MKV")])
+        check_supported(model, Dataset("t", "1", [Sample(id="p", sequence="MKV")]))  # what the worker runs first

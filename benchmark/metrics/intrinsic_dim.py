@@ -52,20 +52,27 @@ def twonn(X_or_graph: np.ndarray | KnnGraph, discard_fraction: float = 0.1, drop
     if not 0 < discard_fraction < 1:
         raise ValueError(f"discard_fraction must be in (0, 1) (0 would put -log(0) in the fit), got {discard_fraction}")
     g = _euclidean_graph(X_or_graph, 2, "TwoNN")
-    r1, r2 = g.values[:, 0].astype(np.float64), g.values[:, 1].astype(np.float64)
+    return twonn_fit(g.values[:, 0], g.values[:, 1], discard_fraction, drop_ties)[2]
+
+
+def twonn_fit(r1: np.ndarray, r2: np.ndarray, discard_fraction: float = 0.1, drop_ties: bool = False
+              ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(x, y, d) of `twonn`'s fit from first / second neighbour distances: x = sorted log(r2 / r1) of the kept
+    points, y = -log(1 - i / N), d = the least-squares slope through the origin. Cost O(n log n)."""
+    r1, r2 = np.asarray(r1, dtype=np.float64), np.asarray(r2, dtype=np.float64)
     keep = _drop_zero(r1, "TwoNN")
     if drop_ties:
         keep &= r1 != r2
     n = int(keep.sum())
     n_eff = int(n * (1 - discard_fraction))
     if n_eff < 2:
-        raise DataError(f"TwoNN needs at least 2 usable points after dropping duplicates/ties, got {n_eff} of {g.n}")
+        raise DataError(f"TwoNN needs at least 2 usable points after dropping duplicates/ties, got {n_eff} of {r1.size}")
     x = np.sort(np.log(r2[keep] / r1[keep]))[:n_eff]
     y = -np.log(1 - np.arange(1, n_eff + 1) / n)
     sxx = float(x @ x)
     if sxx == 0:
         raise DataError("TwoNN undefined: every point has r2 == r1 (a lattice or heavily tied distances)")
-    return float(x @ y / sxx)
+    return x, y, float(x @ y / sxx)
 
 
 def mle_id(graph: np.ndarray | KnnGraph, k: int = 20) -> float:

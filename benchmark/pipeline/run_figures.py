@@ -133,21 +133,10 @@ def cknna_row_figure(row: dict[str, float], reference: str | None, title: str, p
 
 
 def twonn_curve(r1: np.ndarray, r2: np.ndarray, discard_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray, float]:
-    """(x, y, d) of the TwoNN fit from first / second neighbour distances, as benchmark.metrics.twonn computes
-    it: x = sorted log(r2 / r1) of the points with r1 > 0, the largest `discard_fraction` dropped,
-    y = -log(1 - i / N), d = the least-squares slope through the origin (= the run's intrinsic_dimension)."""
-    r1, r2 = np.asarray(r1, dtype=np.float64), np.asarray(r2, dtype=np.float64)
-    keep = r1 > 0
-    n = int(keep.sum())
-    n_eff = int(n * (1 - discard_fraction))
-    if n_eff < 2:
-        raise ValueError(f"TwoNN needs at least 2 usable points, got {n_eff} of {r1.size}")
-    x = np.sort(np.log(r2[keep] / r1[keep]))[:n_eff]
-    y = -np.log(1 - np.arange(1, n_eff + 1) / n)
-    sxx = float(x @ x)
-    if sxx == 0:
-        raise ValueError("TwoNN undefined: every point has r2 == r1")
-    return x, y, float(x @ y / sxx)
+    """(x, y, d) of the TwoNN fit the run's intrinsic_dimension is (`benchmark.metrics.intrinsic_dim.twonn_fit`)."""
+    from benchmark.metrics.intrinsic_dim import twonn_fit
+
+    return twonn_fit(r1, r2, discard_fraction)
 
 
 def id_curve_figure(x: np.ndarray, y: np.ndarray, d: float, title: str, path: Path) -> Path:
