@@ -43,10 +43,10 @@ def _costs(registry, root, n=40):
 def test_estimate_on_an_empty_cache_probes_and_names_what_will_not_run(registry, tmp_path):
     costs = _costs(registry, tmp_path / "cache")
     good = costs[("good", "syn_a")]
-    assert not good.cached and good.rate > 0 and good.embed_seconds > 0 and good.dim == 12
+    assert good.state == "todo" and good.rate > 0 and good.embed_seconds > 0 and good.dim == 12
     assert good.rate_source.startswith("probe of")
-    assert costs[("text-only", "syn_a")].cached and "no SMILES" in costs[("text-only", "syn_a")].rate_source
-    assert "cannot run here" in costs[("ref-missing", "syn_a")].rate_source
+    assert costs[("text-only", "syn_a")].state == "skipped" and "no SMILES" in costs[("text-only", "syn_a")].rate_source
+    assert costs[("ref-missing", "syn_a")].state == "skipped" and "cannot run here" in costs[("ref-missing", "syn_a")].rate_source
     broken = costs[("broken", "syn_b")]
     assert broken.embed_seconds is None and "probe failed" in broken.rate_source and "simulated" in broken.rate_source
     text = format_estimate(list(costs.values()))
@@ -63,7 +63,7 @@ def test_estimate_after_a_run_reads_the_cache_and_the_measured_rate(registry, tm
     meta = json.loads(next((root / "embeddings").glob("*/meta.json")).read_text())
     assert meta["timing"]["embedded"] == 40 and meta["timing"]["embed_seconds"] > 0
     costs = _costs(registry, root)
-    assert costs[("good", "syn_a")].cached and costs[("good", "syn_a")].embed_seconds == 0
+    assert costs[("good", "syn_a")].state == "cached" and costs[("good", "syn_a")].embed_seconds == 0
     assert costs[("good", "syn_a")].stage2_seconds == 0
     other = costs[("good", "syn_b")]
     assert other.rate_source.startswith("measured here on syn_a (40 structures")

@@ -211,10 +211,10 @@ def extract(
     return ExtractResult(emb, False, reused, computed, time.perf_counter() - t0)
 
 
-def _threads() -> int:
-    import torch
-
-    return int(torch.get_num_threads())
+def _threads() -> int | None:
+    """torch's intra-op threads when a model loaded torch (not imported here for a model that does not use it)."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
 
 
 class _NoBar:

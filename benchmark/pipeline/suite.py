@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from benchmark.errors import ConfigError, ModelUnavailable
 from benchmark.models import build_adapter
@@ -74,13 +74,14 @@ def paper_selection(models: ModelsFile, tasks: dict[str, TaskSpec], root: Path |
 
 @dataclass
 class PairCost:
-    """The estimated cost of one (model, task); `cached`: nothing to do (in the cache, or skipped by the run);
-    embed_seconds is None when no rate is known."""
+    """The estimated cost of one (model, task). state: "todo" (to embed), "cached" (in the cache: the run
+    resumes) or "skipped" (the run will skip it: a structure it cannot embed, or it cannot run here); only
+    "todo" costs anything. embed_seconds is None when no rate is known."""
 
     model: str
     task: str
     n: int
-    cached: bool
+    state: Literal["todo", "cached", "skipped"]
     rate: float | None
     rate_source: str
     load_seconds: float
@@ -88,13 +89,13 @@ class PairCost:
 
     @property
     def embed_seconds(self) -> float | None:
-        if self.cached:
+        if self.state != "todo":
             return 0.0
         return None if not self.rate else self.load_seconds + self.n / self.rate
 
     @property
     def stage2_seconds(self) -> float:
-        return 0.0 if self.cached else stage2_seconds(self.n, self.dim or 256)
+        return 0.0 if self.state != "todo" else stage2_seconds(self.n, self.dim or 256)
 
 
 def stage2_seconds(n: int, d: int) -> float:
@@ -149,21 +150,21 @@ def estimate(entries: list[ModelEntry], datasets: dict[str, Dataset], root: Path
     costs = []
     for task, ds in datasets.items():
         for entry in entries:
-            cost = PairCost(entry.key, task, len(ds), False, None, "unknown", 0.0, None)
+            cost = PairCost(entry.key, task, len(ds), "todo", None, "unknown", 0.0, None)
             costs.append(cost)
             try:
                 adapter = adapters.get(entry.key) or adapters.setdefault(entry.key, build_adapter(entry, device))
                 reason = adapter.unavailable_reason() if entry.environment != "isolated" else None
                 if reason:
-                    cost.cached, cost.rate_source = True, f"cannot run here: {reason[:160]}"
+                    cost.state, cost.rate_source = "skipped", f"cannot run here: {reason[:160]}"
                     continue
                 if store_for(adapter, ds, root).complete:
-                    cost.cached, cost.rate_source = True, "in the cache: resumes at no cost"
+                    cost.state, cost.rate_source = "cached", "in the cache: resumes at no cost"
                     continue
                 if entry.environment != "isolated":
                     skip = _unsupported(adapter, ds)
                     if skip:
-                        cost.cached, cost.rate_source = True, skip[:200]
+                        cost.state, cost.rate_source = "skipped", skip[:200]
                         continue
             except Exception as exc:  # noqa: BLE001 - the estimate names the model and goes on
                 cost.rate_source = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
@@ -173,7 +174,7 @@ def estimate(entries: list[ModelEntry], datasets: dict[str, Dataset], root: Path
             if same or other:
                 where, t = (task, same) if same else other[0]
                 cost.rate, cost.load_seconds, cost.dim = t["embedded"] / t["embed_seconds"], t.get("load_seconds", 0.0), t.get("dim")
-                cost.rate_source = f"measured here on {where} ({t['embedded']} structures, {t.get('threads', '?')} threads)"
+                cost.rate_source = f"measured here on {where} ({t['embedded']} structures, {t.get('threads') or '?'} threads)"
             elif probe and entry.environment != "isolated":
                 if say is not None:
                     say(f"[estimate] {entry.key} on {task}: no rate measured here yet; probing "
@@ -200,7 +201,7 @@ def format_estimate(costs: list[PairCost], workers: int = 1) -> str:
     """The table a paper-scale run prints before it starts, with totals and the memory of its largest task."""
     lines = [f"{'model':30} {'task':12} {'n':>7} {'struct/s':>9} {'embed':>8} {'stage 2':>8}  source"]
     for c in costs:
-        if c.cached:
+        if c.state != "todo":
             continue
         rate = f"{c.rate:.1f}" if c.rate else "-"
         emb = _duration(c.embed_seconds) if c.embed_seconds is not None else "?"
@@ -215,19 +216,19 @@ def format_estimate(costs: list[PairCost], workers: int = 1) -> str:
     task_max = max(memory, key=memory.get) if memory else ""
     peak = memory.get(task_max, 0) + STAGE2_PEAK_BYTES_50K * max((c.n for c in costs), default=0) / 50_000
     embed = sum(known)
-    todo = sum(not c.cached and c.embed_seconds is not None for c in costs)
-    in_cache = sum(c.cached and c.rate_source.startswith("in the cache") for c in costs)
+    todo = sum(c.state == "todo" and c.embed_seconds is not None for c in costs)
+    in_cache = sum(c.state == "cached" for c in costs)
     lines += [
         "",
         f"{len(costs)} (model, task) pairs: {in_cache} already in the cache, "
-        f"{sum(c.cached for c in costs) - in_cache} the run will skip (a structure the model cannot embed, or the "
+        f"{sum(c.state == 'skipped' for c in costs)} the run will skip (a structure the model cannot embed, or the "
         "model cannot run here), the rest above",
         f"embedding: {_duration(embed)} for {todo} (model, task) pairs to embed"
         + (f" (/{workers} workers: {_duration(embed / workers)})" if workers > 1 else "")
         + (f"; {len(unknown)} pairs with no rate ({', '.join(sorted({c.model for c in unknown})[:6])}"
            f"{', ...' if len({c.model for c in unknown}) > 6 else ''}) not counted" if unknown else ""),
         f"stage 2: {_duration(stage2)} (model: {STAGE2_KNN_RATIO:g} x one kNN graph of ~{KNN_SECONDS_PER_N2D:.2e} "
-        "s per n^2 d, from bench/bench_stage2.py; d = 256 where not yet known)",
+        "s per n^2 d, as the stage-2 benchmark measured them (docs/distributed.md); d = 256 where not yet known)",
         f"memory: ~{peak / 2**30:.1f} GiB at the largest task ({task_max}: every model's features + stage 2)",
         f"total: ~{_duration(embed + stage2)} before the unknown pairs; a killed run resumes from the cache",
     ]

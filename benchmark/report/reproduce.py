@@ -450,16 +450,16 @@ def reproduce(args: Any) -> int:
     out: Path = args.out
     figures = out / "figures"
     uri, experiment = tracking.setup(args.tracking_uri, args.experiment)
+    entries = models_by_key(load_models(args.models_file))
     keys = claim_models(args.models_file, args.cache_dir)
+    extra = [k for k in keys or [] if not entries[k].default]
     _say("running the default benchmark (cached embeddings are reused)"
-         + (f" with {', '.join(keys[-(len(keys) - sum(e.default for e in load_models(args.models_file).models)):])} "
-            "for claim (c)" if keys else ""))
+         + (f" with {', '.join(extra)} for claim (c)" if extra else ""))
     bench = run_benchmark(RunConfig(
         models=keys, tasks=None, n_samples=_n_samples(args.size, args.tasks_dir), k=args.k, tracking_uri=uri, experiment=experiment,
         models_file=args.models_file, tasks_dir=args.tasks_dir, cache_dir=args.cache_dir, leaderboard_dir=None,
         progress=False, run_name="reproduce-benchmark",
     ))
-    entries = models_by_key(load_models(args.models_file))
     results = results_frame(bench, entries)
     _say("pairwise alignment and permutation nulls")
     pairs, graphs = pair_frame(bench, entries, args.k, args.n_perm, args.seed,
