@@ -34,3 +34,38 @@ def test_setup_creates_a_missing_experiment_once(tmp_path):
     tracking.setup(uri, "fresh")
     names = [e.name for e in MlflowClient(uri).search_experiments()]
     assert names.count("fresh") == 1
+
+
+def test_losing_the_dataset_insert_race_retries_and_links_the_dataset(tmp_path, monkeypatch):
+    """Two runs of one task insert its dataset at once on a shared server; the loser's unique-key error is
+    retried (the row exists by then) and any other tracking error still propagates."""
+    import pandas as pd
+    import pytest
+    from mlflow.exceptions import MlflowException
+
+    from benchmark.pipeline import record
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    mlflow.set_experiment("race")
+    dataset = mlflow.data.from_pandas(pd.DataFrame({"id": ["a", "b"]}), name="syn_a-v1")
+    real, calls = mlflow.log_input, []
+
+    def racing(ds, context=None, **kw):
+        calls.append(context)
+        if len(calls) == 1:
+            raise MlflowException('duplicate key value violates unique constraint "dataset_pk"')
+        return real(ds, context=context, **kw)
+
+    monkeypatch.setattr(record.time, "sleep", lambda s: None)
+    monkeypatch.setattr(mlflow, "log_input", racing)
+    with mlflow.start_run() as run:
+        record._log_input(dataset, "id")
+    assert calls == ["id", "id"]
+    inputs = MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs
+    assert [i.dataset.name for i in inputs] == ["syn_a-v1"]
+
+    monkeypatch.setattr(mlflow, "log_input", lambda ds, context=None, **kw: (_ for _ in ()).throw(
+        MlflowException("permission denied")))
+    with mlflow.start_run(), pytest.raises(MlflowException, match="permission denied"):
+        record._log_input(dataset, "id")

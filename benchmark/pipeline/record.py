@@ -209,7 +209,7 @@ def log_child(
         mlflow.log_dict(entry.model_dump(mode="json"), "model_entry.json")
         mlflow.log_dict(spec.model_dump(mode="json"), "task_spec.json")
         dataset = _mlflow_dataset(ds, spec)
-        mlflow.log_input(dataset, context=res.role or "ood")
+        _log_input(dataset, res.role or "ood")
         link = None
         if emb is not None:
             with tempfile.TemporaryDirectory() as tmp:
@@ -494,6 +494,26 @@ def _logged_model(entry: ModelEntry, digest: str) -> str | None:
     except Exception as exc:  # noqa: BLE001 - the model view must never fail the run
         mlflow.set_tag(S.LOGGED_MODEL_ERROR, f"{type(exc).__name__}: {exc}"[:MAX_TAG])
         return None
+
+
+_DUPLICATE_ROW = ("UniqueViolation", "UNIQUE constraint failed", "duplicate key value")
+
+
+def _log_input(dataset: Any, context: str, attempts: int = 4) -> None:
+    """Link the task dataset to the active run. The tracking server looks a dataset up and inserts it when
+    missing in two steps, so concurrent runs of one task race on that insert and the loser gets a unique-key
+    error although the row now exists: that error is retried (the retry finds the row); any other propagates."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            mlflow.log_input(dataset, context=context)
+            return
+        except MlflowException as exc:
+            if attempt == attempts - 1 or not any(m in str(exc) for m in _DUPLICATE_ROW):
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _log_metrics(metrics: dict[str, float], link: tuple[str, Any] | None, skip: tuple[str, ...] = ()) -> None:
