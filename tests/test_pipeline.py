@@ -255,3 +255,17 @@ def test_models_of_another_modality_are_summarised_once_per_task(registry, tmp_p
     err = capsys.readouterr().err
     assert "[task syn_a] skipped 1 model(s) that read another modality (no SMILES): text-only" in err
     assert "text-only: skipped" not in err
+
+
+def test_a_run_that_fails_between_the_stages_releases_its_embeddings(registry, tmp_path, monkeypatch):
+    """Stage 1 holds each task's embeddings for stage 2's figures; a run that dies before stage 2 must not
+    leave them held for the rest of the process (the next run of the same process would carry them)."""
+    from benchmark.pipeline import record, run
+
+    def crash(*a, **kw):
+        raise RuntimeError("killed between the stages")
+
+    monkeypatch.setattr(run, "align_task", crash)
+    with pytest.raises(RuntimeError, match="between the stages"):
+        run_benchmark(config(registry, tmp_path))
+    assert not record._STAGE2 and not record._GROUPS and not record._GRAPHS and not record._ALIGN

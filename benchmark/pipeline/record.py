@@ -11,6 +11,7 @@ it until then, so a run that dies in between never reaches the board or the gate
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -20,7 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -330,6 +331,21 @@ def log_alignment(r: ModelTaskResult, choice: ReferenceChoice) -> None:
         _ALIGN.pop(state.group, None)
     if r.status != "ok":  # failed in stage 2
         _end(r.run_id, r.status)
+
+
+@contextlib.contextmanager
+def stage2_scope(parent_id: str) -> Iterator[None]:
+    """Hold the stage-2 state of the parent run `parent_id`'s child runs for the span of the block, then
+    release what is left: a task whose stage 2 never ran (the run failed or was interrupted between the
+    stages) would otherwise keep its embeddings and graphs for the life of the process."""
+    try:
+        yield
+    finally:
+        for run_id in [i for i, s in _STAGE2.items() if s.group[0] == parent_id]:
+            del _STAGE2[run_id]
+        for held in (_GROUPS, _GRAPHS, _ALIGN):
+            for group in [g for g in held if g[0] == parent_id]:
+                del held[group]
 
 
 #: the board metrics linked to a model's LoggedModel per task dataset (what `search_logged_models` ranks on)

@@ -114,7 +114,8 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
     said: dict[tuple[str, str], str] = {}
     with tempfile.TemporaryDirectory() as tmp, \
             mlflow.start_run(run_name=cfg.run_name or f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}",
-                             log_system_metrics=not record.system_metrics_off()) as parent:
+                             log_system_metrics=not record.system_metrics_off()) as parent, \
+            record.stage2_scope(parent.info.run_id):
         models_path = _models_path(cfg, models_file, Path(tmp))
         mlflow.set_tags(record.parent_tags(sha, board.id if board else ""))
         record.log_parent_params(record.parent_params(entries, specs, cfg, ref_key, fallback))

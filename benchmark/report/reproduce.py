@@ -443,7 +443,7 @@ def claim_models(models_file: Any, root: Path | None = None) -> list[str] | None
 
 
 def reproduce(args: Any) -> int:
-    """Everything `matteralign reproduce` does; `args` carries the options of benchmark.cli.reproduce."""
+    """Everything `matteralign reproduce` does; `args` carries the options of the `reproduce` command."""
     import mlflow
 
     start = time.perf_counter()
