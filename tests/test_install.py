@@ -88,3 +88,20 @@ def test_release_store_choice_fails_fast_on_an_unreachable_server(tmp_path):
                       GITHUB_WORKSPACE=str(tmp_path))
     assert local.returncode == 0 and "BASELINE_SOURCE=tag" in github_env.read_text()
     assert f"MLFLOW_TRACKING_URI=sqlite:///{tmp_path}/release-store/mlflow.db" in github_env.read_text()
+
+
+def test_rdkit_is_pinned_and_kept_by_install_sh():
+    """RDKit embeds the molecule tasks' conformers, so its version is part of the frozen board's data: the
+    package pins it exactly, and install.sh adds the installed version to its constraints right after the
+    package step, so no later zoo package (chemprop 2.3 pulls another RDKit) can move it."""
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml with tomllib")
+    from importlib.metadata import version
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = [d for d in deps if re.match(r"rdkit\b", d)]
+    assert len(pins) == 1 and re.fullmatch(r"rdkit==[\d.]+", pins[0])
+    assert version("rdkit") == pins[0].split("==")[1], "this environment's RDKit is not the pinned one"
+    text = (ROOT / "install.sh").read_text()
+    package, keep = text.index('-e ".[${extras}]"'), text.index("print('rdkit==' + version('rdkit'))")
+    zoo = text.index('"admet-ai==')
+    assert package < keep < zoo and '>> "$constraints"' in text[keep:keep + 200]
