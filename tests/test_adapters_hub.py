@@ -447,3 +447,21 @@ def test_unset_environment_variable_in_checkpoint_is_named(monkeypatch):
     monkeypatch.delenv("MATTERALIGN_TEST_WEIGHTS", raising=False)
     adapter = HFAdapter(tm.entry("lm", HF, "text", "${MATTERALIGN_TEST_WEIGHTS}/qwen3-0.6b"))
     assert "MATTERALIGN_TEST_WEIGHTS" in adapter.unavailable_reason()
+
+
+@pytest.mark.slow
+def test_fairchem_embeds_a_periodic_one_atom_cell_and_refuses_only_a_free_atom(uma_file):
+    """fairchem bypasses its backbone only for a non-periodic single atom; a one-atom crystal (fcc Ni) has
+    periodic neighbours, is embedded, and so UMA can be the reference of tasks that hold such cells."""
+    from ase.build import bulk
+
+    from benchmark.structures import Sample
+
+    adapter = _fairchem(uma_file)
+    ni = bulk("Ni", "fcc", a=3.52)
+    cell = Sample(id="ni-fcc", numbers=ni.numbers, positions=ni.positions, cell=np.asarray(ni.cell), pbc=True)
+    free = Sample(id="ni-atom", numbers=ni.numbers, positions=ni.positions)
+    assert adapter.cannot_embed(cell) is None
+    assert "free single atom" in adapter.cannot_embed(free)
+    out = adapter.embed([cell])
+    assert out.features.shape == (1, 8) and np.isfinite(out.features).all() and np.abs(out.features).sum() > 0

@@ -197,3 +197,17 @@ def test_submit_changes_only_the_submitted_models_rows(frozen, registry, tmp_pat
     assert rows(after, "per_task") == rows(before, "per_task")  # byte-identical, run ids included
     assert rows(after, "models") == rows(before, "models")
     assert {r["model"] for r in after["per_task"]} - {r["model"] for r in before["per_task"]} == {"mlip"}
+
+
+def test_the_board_sample_with_other_structures_is_an_exploration_naming_the_digests(frozen, registry, tmp_path):
+    """Same sample ids, other coordinates (e.g. another RDKit embedding the conformers): not a board result,
+    and the reason names both data digests and the fix, instead of only a changed reference cache key."""
+    full, spec, path = frozen
+    other = tmp_path / "other-structures.yaml"
+    other.write_text(path.read_text().replace(spec.tasks["syn_a"].data_digest, "f" * 64))
+    run = run_benchmark(cfg(registry, tmp_path, models=["close"], board_file=other))
+    r = by(run)[("close", "syn_a")]
+    assert r.board == spec.id and "with other structures" in r.exploration
+    assert f"data digest {spec.tasks['syn_a'].data_digest[:12]}" in r.exploration and "ffffffffffff" in r.exploration
+    assert "./install.sh" in r.exploration
+    assert not by(run)[("close", "syn_b")].exploration

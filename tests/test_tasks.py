@@ -168,3 +168,41 @@ def test_tasks_do_not_import_the_embedding_cache():
     assert len(files) >= 6
     for path in files:
         assert "benchmark.embeddings" not in path.read_text(), path.name
+
+
+def test_this_install_builds_the_shipped_boards_structures():
+    """Every task of the shipped board builds, at the board's size and seed, the very structures it was frozen
+    on (its data digest). A drifted builder (another RDKit embeds other conformers for the same ids) would make
+    every result an exploration run, so an install that differs fails here rather than on a user's machine."""
+    from benchmark.registry.loader import load_board
+
+    board = load_board(Path(__file__).resolve().parents[1] / "leaderboard" / "board.yaml")
+    specs = load_tasks()
+    drifted = {name: build_dataset(specs[name], bt.n_samples, bt.seed).digest[:12]
+               for name, bt in board.tasks.items()}
+    assert {n: d for n, d in drifted.items() if d != board.tasks[n].data_digest[:12]} == {}
+
+
+def test_a_pool_cached_before_a_change_to_the_task_code_is_never_served_after_it(monkeypatch, tmp_path):
+    """The cache name carries the digest of the task modules' source, so editing a screen rebuilds the pool;
+    an unreadable cached file names itself and the fix."""
+    from benchmark.errors import DataError
+    from benchmark.tasks import common
+
+    copy = tmp_path / "tasks"
+    shutil.copytree(Path(common.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert common.builders_digest(copy) == common.builders_digest()
+    screen = copy / "common.py"
+    screen.write_text(screen.read_text().replace("NEIGHBOUR_CUTOFF = 5.0", "NEIGHBOUR_CUTOFF = 4.0"))
+    edited = common.builders_digest(copy)
+    assert edited != common.builders_digest()
+
+    builds = []
+    first = common.cached_json("pool-x.json", lambda: builds.append(1) or {"v": 1})
+    assert common.cached_json("pool-x.json", lambda: builds.append(2) or {"v": 2}) == first and builds == [1]
+    monkeypatch.setattr(common, "builders_digest", lambda: edited)
+    assert common.cached_json("pool-x.json", lambda: builds.append(3) or {"v": 3}) == {"v": 3} and builds == [1, 3]
+
+    (common.cache_dir() / f"pool-y-{edited[:12]}.json").write_text("{not json")
+    with pytest.raises(DataError, match="pool-y-.*delete it and rerun"):
+        common.cached_json("pool-y.json", dict)

@@ -69,3 +69,35 @@ def test_losing_the_dataset_insert_race_retries_and_links_the_dataset(tmp_path, 
         MlflowException("permission denied")))
     with mlflow.start_run(), pytest.raises(MlflowException, match="permission denied"):
         record._log_input(dataset, "id")
+
+
+def test_losing_the_experiment_tag_race_goes_on_and_other_errors_propagate(tmp_path, monkeypatch):
+    """Concurrent first runs of a new experiment both see its kind tag unset and insert it; the loser's
+    unique-key error (PostgreSQL's wording, as in CI) means the tag is set, so the run goes on."""
+    import pytest
+    from mlflow.exceptions import MlflowException
+
+    from benchmark.pipeline import record
+    from benchmark.tracking import schema as S
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    MlflowClient(uri).create_experiment("raced-tag")
+    calls = []
+
+    def lost(self, experiment_id, key, value):
+        calls.append(key)
+        raise MlflowException('(psycopg2.errors.UniqueViolation) duplicate key value violates unique constraint '
+                              '"experiment_tag_pk"')
+
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", lost)
+    record.mark_experiment_kind("raced-tag")
+    assert calls == [S.EXPERIMENT_KIND_TAG]
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", lambda *a: (_ for _ in ()).throw(
+        MlflowException("permission denied")))
+    with pytest.raises(MlflowException, match="permission denied"):
+        record.mark_experiment_kind("raced-tag")
+    monkeypatch.undo()
+    mlflow.set_tracking_uri(uri)
+    record.mark_experiment_kind("raced-tag")
+    assert MlflowClient(uri).get_experiment_by_name("raced-tag").tags[S.EXPERIMENT_KIND_TAG] == S.EXPERIMENT_KIND

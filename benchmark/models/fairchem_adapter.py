@@ -127,8 +127,9 @@ class FairchemAdapter(ModelAdapter):
         self.energy_task = next(t.name for t in self.unit.dataset_to_tasks[self.task] if t.property == "energy")
 
     def cannot_embed(self, sample: Sample) -> str | None:
-        if sample.n_atoms < 2:
-            return "single atom: fairchem answers it from reference energies without running the backbone"
+        if sample.n_atoms < 2 and not sample.pbc:
+            return ("a free single atom: fairchem answers it from reference energies without running the backbone "
+                    "(a periodic one-atom cell has neighbours and is embedded)")
         return None
 
     def embed(self, samples: Sequence[Sample]) -> EmbedOutput:

@@ -64,6 +64,11 @@ def task_board(board: BoardSpec | None, spec: TaskSpec, ds: Dataset, k: int) -> 
     if digest != bt.ids_digest:
         why.append(f"sample of {len(ds)} structures (ids digest {digest[:12]}), not the board's {bt.n_samples} "
                    f"(seed {bt.seed}, ids digest {bt.ids_digest[:12]})")
+    elif bt.data_digest and ds.digest != bt.data_digest:
+        why.append(f"the board's {len(ds)} sample ids with other structures (data digest {ds.digest[:12]}, not the "
+                   f"board's {bt.data_digest[:12]}): the task's source data or a library that builds its coordinates "
+                   "(RDKit for molecule conformers, pymatgen for crystals) is not the version the board was frozen "
+                   "with; ./install.sh installs the pinned versions")
     if k != board.k:
         why.append(f"k = {k}, not the board's k = {board.k}")
     return TaskBoard(board.id, "; ".join(why), bt)

@@ -69,13 +69,22 @@ def leave_foreign_project_run(experiment: str | None, tracking_uri: str | None =
 
 
 def mark_experiment_kind(experiment: str) -> None:
-    """Tag the experiment as model development, so MLflow 3's UI opens it on the training-runs view."""
+    """Tag the experiment as model development, so MLflow 3's UI opens it on the training-runs view.
+    Concurrent first runs of a new experiment race on that tag's insert; the loser finds it set and goes on."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+
+    from benchmark import tracking
 
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
-    if exp is not None and exp.tags.get(S.EXPERIMENT_KIND_TAG) != S.EXPERIMENT_KIND:
+    if exp is None or exp.tags.get(S.EXPERIMENT_KIND_TAG) == S.EXPERIMENT_KIND:
+        return
+    try:
         client.set_experiment_tag(exp.experiment_id, S.EXPERIMENT_KIND_TAG, S.EXPERIMENT_KIND)
+    except MlflowException as exc:
+        if not tracking.lost_insert_race(exc):
+            raise
 
 
 def system_metrics_off() -> str:
@@ -512,9 +521,6 @@ def _logged_model(entry: ModelEntry, digest: str) -> str | None:
         return None
 
 
-_DUPLICATE_ROW = ("UniqueViolation", "UNIQUE constraint failed", "duplicate key value")
-
-
 def _log_input(dataset: Any, context: str, attempts: int = 4) -> None:
     """Link the task dataset to the active run. The tracking server looks a dataset up and inserts it when
     missing in two steps, so concurrent runs of one task race on that insert and the loser gets a unique-key
@@ -522,12 +528,14 @@ def _log_input(dataset: Any, context: str, attempts: int = 4) -> None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from benchmark import tracking
+
     for attempt in range(attempts):
         try:
             mlflow.log_input(dataset, context=context)
             return
         except MlflowException as exc:
-            if attempt == attempts - 1 or not any(m in str(exc) for m in _DUPLICATE_ROW):
+            if attempt == attempts - 1 or not tracking.lost_insert_race(exc):
                 raise
             time.sleep(0.2 * (attempt + 1))
 

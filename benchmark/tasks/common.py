@@ -7,6 +7,7 @@ and handed back with the samples (`Loaded`), and `build_dataset` puts the counts
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from benchmark.errors import DataError
 from benchmark.io import atomic_write_bytes, cache_root
 from benchmark.structures import Sample
 
@@ -28,11 +30,27 @@ def cache_dir() -> Path:
     return cache_root() / "data"
 
 
+def builders_digest(folder: Path = Path(__file__).parent) -> str:
+    """sha256 over the source of every task module: the code that screens, samples and builds the cached data.
+    Part of every cache name, so a change to a screen or a sampler can never be served a pool built before it
+    (a hand-bumped version number was once forgotten, and a board got frozen on a stale pool). Reads ~10 small
+    files: not worth caching."""
+    h = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def cached_json(name: str, build: Callable[[], Any]) -> Any:
-    """The JSON at cache_dir()/name, built once with `build()` and written atomically (benchmark.io)."""
-    path = cache_dir() / name
+    """The JSON cached as cache_dir()/<name stem>-<builders digest>.json, built once with `build()` and written
+    atomically (benchmark.io). `name` carries the inputs (options, seed, source files, library versions)."""
+    stem = name[:-5] if name.endswith(".json") else name
+    path = cache_dir() / f"{stem}-{builders_digest()[:12]}.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"cached task data {path} is unreadable ({exc}); delete it and rerun") from None
     obj = build()
     atomic_write_bytes(path, json.dumps(obj, sort_keys=True).encode(), mode=0o644)
     return obj

@@ -26,7 +26,6 @@ from benchmark.errors import ConfigError
 from benchmark.structures import Sample
 from benchmark.tasks.common import Loaded, Screen, cached_json, neighbour_reason, seeded_pick
 
-BUILD_VERSION = "2"
 SOURCES = ("aflow", "avogadro", "robocrys", "ase")
 AVOGADRO_DIR = Path("/usr/share/avogadro2/crystals")
 VARIANTS = ("rattle", "strain", "hot")
@@ -286,7 +285,7 @@ def _cache_name(seed: int, sources: list[str], files: dict[str, list[Path]], **o
     import pymatgen.core
 
     stamp = [(str(p), p.stat().st_size) for name in sorted(files) for p in files[name]]
-    tag = json.dumps([BUILD_VERSION, seed, sorted(sources), opts, pymatgen.core.__version__, stamp], sort_keys=True)
+    tag = json.dumps([seed, sorted(sources), opts, pymatgen.core.__version__, stamp], sort_keys=True)
     return f"crystals-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.json"
 
 

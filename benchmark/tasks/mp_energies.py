@@ -26,7 +26,6 @@ from benchmark.structures import Sample
 from benchmark.tasks.common import Loaded, Screen, cached_json
 from benchmark.tasks.crystals import screen_reason
 
-BUILD_VERSION = "2"
 TEST_FILES = Path("/usr/share/doc/pymatgen-test-files/examples/test_files")
 FUNCTIONALS = ("GGA", "GGA+U-MP2020")
 MP_ID = re.compile(r"^(mp|mvc)-\d+$")
@@ -165,7 +164,7 @@ def load(
     opts = {"functional": functional, "max_atoms": max_atoms, "max_z": max_z, "min_dist": min_dist,
             "min_element_count": min_element_count}
     stamp = [(str(p), p.stat().st_size) for p in files]
-    tag = json.dumps([BUILD_VERSION, opts, pymatgen.core.__version__, stamp], sort_keys=True)
+    tag = json.dumps([opts, pymatgen.core.__version__, stamp], sort_keys=True)
     name = f"mp_energies-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.json"
     pool = cached_json(name, lambda: build_pool(base, **opts))
     records = pool["records"]

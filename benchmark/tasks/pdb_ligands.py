@@ -20,7 +20,6 @@ from benchmark.errors import ConfigError
 from benchmark.structures import Sample
 from benchmark.tasks.common import NEIGHBOUR_CUTOFF, Loaded, Screen, cached_json
 
-BUILD_VERSION = "1"
 BOND_ORDER = {"SING": 1, "DOUB": 2, "TRIP": 3}
 NONMETALS = {"H", "He", "B", "C", "N", "O", "F", "Ne", "Si", "P", "S", "Cl", "Ar", "Ge", "As", "Se", "Br", "Kr",
              "Sb", "Te", "I", "Xe", "At", "Rn", "D"}
@@ -181,7 +180,7 @@ def load(
     """n_samples components, a seeded equal share of each class (metal, charged, large), sorted by id."""
     _, version = _ccd()
     opts = {"min_heavy": min_heavy, "large_heavy": large_heavy, "max_atoms": max_atoms, "max_z": max_z}
-    tag = json.dumps([BUILD_VERSION, n_samples, seed, opts, version], sort_keys=True)
+    tag = json.dumps([n_samples, seed, opts, version], sort_keys=True)
     name = f"pdb_ligands-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.json"
     built = cached_json(name, lambda: build_selection(n_samples, seed, **opts))
     samples = [

@@ -37,11 +37,10 @@ from typing import Callable
 
 import numpy as np
 
-from benchmark.io import atomic_save_json, cache_root
 from benchmark.errors import ConfigError, DataError
 from benchmark.structures import Sample
+from benchmark.tasks.common import cache_dir, cached_json
 
-FILTER_VERSION = "2"
 THESEUS_DIR = Path("/usr/share/doc/theseus/examples")
 THREE_TO_ONE = {
     "ALA": "A", "ARG": "R", "ASN": "N", "ASP": "D", "CYS": "C", "GLN": "Q", "GLU": "E", "GLY": "G", "HIS": "H",
@@ -221,30 +220,28 @@ def candidate_chains(sources: list[str], min_length: int, max_length: int) -> li
     return out
 
 
-def _pool_path(sources: list[str], min_length: int, max_length: int, max_identity: float) -> Path:
+def _pool_name(sources: list[str], min_length: int, max_length: int, max_identity: float) -> str:
     import biotite
 
     listing = [(prefix, p.stat().st_size) for s in sources for prefix, p in structure_files(s)]
-    tag = json.dumps([FILTER_VERSION, sources, min_length, max_length, max_identity, biotite.__version__, listing])
-    return cache_root() / "data" / f"proteins-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.json"
+    tag = json.dumps([sources, min_length, max_length, max_identity, biotite.__version__, listing])
+    return f"proteins-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.json"
 
 
 def pool(sources: list[str], min_length: int, max_length: int, max_identity: float) -> list[Chain]:
     """The non-redundant chains of the sources, sorted by id (cached: the identity filter takes ~30 s)."""
-    path = _pool_path(sources, min_length, max_length, max_identity)
-    if path.is_file():
-        try:
-            records = json.loads(path.read_text())
-            return [Chain(r["id"], r["sequence"], np.asarray(r["backbone"], dtype=np.float64),
-                          np.asarray(r["residue_ids"], dtype=np.int64)) for r in records]
-        except (json.JSONDecodeError, KeyError, ValueError) as exc:
-            raise DataError(f"task proteins: cached chain pool {path} is unreadable ({exc}); delete it and rerun")
-    chains = nonredundant(candidate_chains(sources, min_length, max_length), max_identity)
-    atomic_save_json(path, [
-        {"id": c.id, "sequence": c.sequence, "backbone": np.round(c.backbone, 3).tolist(),
-         "residue_ids": c.residue_ids.tolist()} for c in chains
-    ])
-    return pool(sources, min_length, max_length, max_identity)
+    def build() -> list[dict]:
+        chains = nonredundant(candidate_chains(sources, min_length, max_length), max_identity)
+        return [{"id": c.id, "sequence": c.sequence, "backbone": np.round(c.backbone, 3).tolist(),
+                 "residue_ids": c.residue_ids.tolist()} for c in chains]
+
+    records = cached_json(_pool_name(sources, min_length, max_length, max_identity), build)
+    try:
+        return [Chain(r["id"], r["sequence"], np.asarray(r["backbone"], dtype=np.float64),
+                      np.asarray(r["residue_ids"], dtype=np.int64)) for r in records]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"task proteins: cached chain pool {_pool_name(sources, min_length, max_length, max_identity)} "
+                        f"under {cache_dir()} is unreadable ({exc}); delete it and rerun") from None
 
 
 def load(

@@ -32,6 +32,16 @@ def experiment_name(explicit: str | None = None) -> str:
     return explicit or os.environ.get("MATTERALIGN_EXPERIMENT") or DEFAULT_EXPERIMENT
 
 
+_DUPLICATE_ROW = ("UniqueViolation", "UNIQUE constraint failed", "duplicate key value")
+
+
+def lost_insert_race(exc: BaseException) -> bool:
+    """Whether a tracking-store error is a unique-key violation: another process inserted the same row
+    (experiment tag, dataset) between this one's look-up and its insert, so the row now exists. SQLite and
+    PostgreSQL word it differently; MLflow passes their text through."""
+    return any(m in str(exc) for m in _DUPLICATE_ROW)
+
+
 def get_or_create_experiment(name: str, artifact_location: str | None = None) -> str:
     """The id of experiment `name` in the current store, created if needed; safe when processes race to create it.
 
