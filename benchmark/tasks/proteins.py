@@ -235,13 +235,14 @@ def pool(sources: list[str], min_length: int, max_length: int, max_identity: flo
         return [{"id": c.id, "sequence": c.sequence, "backbone": np.round(c.backbone, 3).tolist(),
                  "residue_ids": c.residue_ids.tolist()} for c in chains]
 
-    records = cached_json(_pool_name(sources, min_length, max_length, max_identity), build)
+    name = _pool_name(sources, min_length, max_length, max_identity)
+    records = cached_json(name, build)
     try:
         return [Chain(r["id"], r["sequence"], np.asarray(r["backbone"], dtype=np.float64),
                       np.asarray(r["residue_ids"], dtype=np.int64)) for r in records]
     except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"task proteins: cached chain pool {_pool_name(sources, min_length, max_length, max_identity)} "
-                        f"under {cache_dir()} is unreadable ({exc}); delete it and rerun") from None
+        raise DataError(f"task proteins: cached chain pool {name} under {cache_dir()} is unreadable ({exc}); "
+                        "delete it and rerun") from None
 
 
 def load(
