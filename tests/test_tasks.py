@@ -198,11 +198,21 @@ def test_a_pool_cached_before_a_change_to_the_task_code_is_never_served_after_it
     assert edited != common.builders_digest()
 
     builds = []
-    first = common.cached_json("pool-x.json", lambda: builds.append(1) or {"v": 1})
-    assert common.cached_json("pool-x.json", lambda: builds.append(2) or {"v": 2}) == first and builds == [1]
+    first = common.cached_json("pool", {"seed": 1}, lambda: builds.append(1) or {"v": 1})
+    assert common.cached_json("pool", {"seed": 1}, lambda: builds.append(2) or {"v": 2}) == first and builds == [1]
+    assert common.cached_json("pool", {"seed": 2}, lambda: builds.append(4) or {"v": 4}) == {"v": 4}
     monkeypatch.setattr(common, "builders_digest", lambda: edited)
-    assert common.cached_json("pool-x.json", lambda: builds.append(3) or {"v": 3}) == {"v": 3} and builds == [1, 3]
+    assert common.cached_json("pool", {"seed": 1}, lambda: builds.append(3) or {"v": 3}) == {"v": 3}
+    assert builds == [1, 4, 3]
+    names = sorted(p.name for p in common.cache_dir().glob("pool-*.json"))
+    assert len(names) == 3 and sum(n.endswith(f"-{edited[:12]}.json") for n in names) == 1
 
-    (common.cache_dir() / f"pool-y-{edited[:12]}.json").write_text("{not json")
-    with pytest.raises(DataError, match="pool-y-.*delete it and rerun"):
-        common.cached_json("pool-y.json", dict)
+    common.cached_json("other", [1], lambda: {"x": 1})
+    (path,) = common.cache_dir().glob(f"other-*-{edited[:12]}.json")
+    path.write_text("{not json")
+    with pytest.raises(DataError, match=r"task other: cached task data .*other-.*delete it and rerun"):
+        common.cached_json("other", [1], dict)
+    path.write_text('{"y": 1}')
+    with pytest.raises(DataError, match=r"other-.*KeyError.*delete it and rerun"):
+        common.cached_json("other", [1], dict, parse=lambda obj: obj["x"])
+    assert common.cached_json("other", [1], dict, parse=lambda obj: obj["y"]) == 1

@@ -41,19 +41,28 @@ def builders_digest(folder: Path = Path(__file__).parent) -> str:
     return h.hexdigest()
 
 
-def cached_json(name: str, build: Callable[[], Any]) -> Any:
-    """The JSON cached as cache_dir()/<name stem>-<builders digest>.json, built once with `build()` and written
-    atomically (benchmark.io). `name` carries the inputs (options, seed, source files, library versions)."""
-    stem = name[:-5] if name.endswith(".json") else name
-    path = cache_dir() / f"{stem}-{builders_digest()[:12]}.json"
-    if path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"cached task data {path} is unreadable ({exc}); delete it and rerun") from None
-    obj = build()
-    atomic_write_bytes(path, json.dumps(obj, sort_keys=True).encode(), mode=0o644)
-    return obj
+def cached_json(
+    task: str, inputs: Any, build: Callable[[], Any], parse: Callable[[Any], Any] | None = None
+) -> Any:
+    """The task data built by `build()` from `inputs`, cached as JSON under cache_dir() and written atomically
+    (benchmark.io); the one place a task cache is named: `<task>-<sha256 of inputs>-<builders digest>.json`.
+
+    inputs: everything the data depends on besides the task code (options, seed, source files and their sizes,
+    library versions), JSON-serialisable. parse: turns the JSON into the loader's objects; a KeyError,
+    TypeError or ValueError it raises on a cached file (or an unreadable file) is a DataError naming the file
+    and the fix (delete it)."""
+    tag = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / f"{task}-{tag}-{builders_digest()[:12]}.json"
+    parse = parse or (lambda obj: obj)
+    if not path.is_file():
+        obj = build()
+        atomic_write_bytes(path, json.dumps(obj, sort_keys=True).encode(), mode=0o644)
+        return parse(obj)
+    try:
+        return parse(json.loads(path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"task {task}: cached task data {path} is unreadable ({type(exc).__name__}: {exc}); "
+                        "delete it and rerun") from None
 
 
 class Loaded(list):

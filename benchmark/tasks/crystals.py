@@ -281,12 +281,12 @@ def pick_variants(bases: list[dict[str, Any]], n: int, seed: int, max_atoms: int
     return out
 
 
-def _cache_name(seed: int, sources: list[str], files: dict[str, list[Path]], **opts: Any) -> str:
+def _cache_inputs(seed: int, sources: list[str], files: dict[str, list[Path]], **opts: Any) -> list:
+    """What the pool depends on besides the task code: seed, sources and their files' sizes, options, pymatgen."""
     import pymatgen.core
 
     stamp = [(str(p), p.stat().st_size) for name in sorted(files) for p in files[name]]
-    tag = json.dumps([seed, sorted(sources), opts, pymatgen.core.__version__, stamp], sort_keys=True)
-    return f"crystals-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.json"
+    return [seed, sorted(sources), opts, pymatgen.core.__version__, stamp]
 
 
 def load(
@@ -304,8 +304,8 @@ def load(
     if not 0.0 <= equilibrium_fraction <= 1.0:
         raise ConfigError(f"task crystals: equilibrium_fraction={equilibrium_fraction} must lie in [0, 1]")
     opts = {"decorations": decorations, "max_atoms": max_atoms, "max_z": max_z, "min_dist": min_dist}
-    name = _cache_name(seed, sources, source_files(sources), **opts)
-    pool = cached_json(name, lambda: build_pool(seed, sources, **opts))
+    inputs = _cache_inputs(seed, sources, source_files(sources), **opts)
+    pool = cached_json("crystals", inputs, lambda: build_pool(seed, sources, **opts))
     bases = pool["bases"]
     n_base = min(len(bases), int(round(n_samples * equilibrium_fraction)))
     n_var = n_samples - n_base

@@ -11,7 +11,6 @@ element that fewer than `min_element_count` compounds share are left out: their 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import re
 import warnings
@@ -164,9 +163,7 @@ def load(
     opts = {"functional": functional, "max_atoms": max_atoms, "max_z": max_z, "min_dist": min_dist,
             "min_element_count": min_element_count}
     stamp = [(str(p), p.stat().st_size) for p in files]
-    tag = json.dumps([opts, pymatgen.core.__version__, stamp], sort_keys=True)
-    name = f"mp_energies-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.json"
-    pool = cached_json(name, lambda: build_pool(base, **opts))
+    pool = cached_json("mp_energies", [opts, pymatgen.core.__version__, stamp], lambda: build_pool(base, **opts))
     records = pool["records"]
     if n_samples > len(records):
         raise ConfigError(

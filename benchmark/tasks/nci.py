@@ -7,8 +7,6 @@ because ETKDG + MMFF costs ~0.1 s per molecule.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +96,7 @@ def load(
     pool = candidates(min_heavy, max_heavy, elements, screen)
     if n_samples > len(pool):
         raise ConfigError(f"task nci_large: n_samples={n_samples} exceeds the {len(pool)} molecules that qualify")
-    tag = json.dumps([n_samples, seed, min_heavy, max_heavy, sorted(elements), rdBase.rdkitVersion])
-    name = f"nci_large-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.json"
+    inputs = [n_samples, seed, min_heavy, max_heavy, sorted(elements), rdBase.rdkitVersion]
 
     def build() -> list[dict]:
         order = np.random.default_rng(seed).permutation(len(pool))
@@ -113,7 +110,7 @@ def load(
                 break
         return sorted(records, key=lambda r: r["id"])
 
-    records = cached_json(name, build)
+    records = cached_json("nci_large", inputs, build)
     samples = [
         Sample(
             id=r["id"],

@@ -10,8 +10,6 @@ molecule if one were wanted). The selection is cached under $MATTERALIGN_CACHE/d
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import numpy as np
@@ -180,9 +178,7 @@ def load(
     """n_samples components, a seeded equal share of each class (metal, charged, large), sorted by id."""
     _, version = _ccd()
     opts = {"min_heavy": min_heavy, "large_heavy": large_heavy, "max_atoms": max_atoms, "max_z": max_z}
-    tag = json.dumps([n_samples, seed, opts, version], sort_keys=True)
-    name = f"pdb_ligands-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.json"
-    built = cached_json(name, lambda: build_selection(n_samples, seed, **opts))
+    built = cached_json("pdb_ligands", [n_samples, seed, opts, version], lambda: build_selection(n_samples, seed, **opts))
     samples = [
         Sample(
             id=r["id"],

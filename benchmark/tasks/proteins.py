@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import hashlib
 import importlib.util
 import io
-import json
 import re
 import warnings
 from dataclasses import dataclass
@@ -37,9 +35,9 @@ from typing import Callable
 
 import numpy as np
 
-from benchmark.errors import ConfigError, DataError
+from benchmark.errors import ConfigError
 from benchmark.structures import Sample
-from benchmark.tasks.common import cache_dir, cached_json
+from benchmark.tasks.common import cached_json
 
 THESEUS_DIR = Path("/usr/share/doc/theseus/examples")
 THREE_TO_ONE = {
@@ -220,12 +218,12 @@ def candidate_chains(sources: list[str], min_length: int, max_length: int) -> li
     return out
 
 
-def _pool_name(sources: list[str], min_length: int, max_length: int, max_identity: float) -> str:
+def _pool_inputs(sources: list[str], min_length: int, max_length: int, max_identity: float) -> list:
+    """What the pool depends on besides the task code: sources and their files' sizes, filters, biotite."""
     import biotite
 
     listing = [(prefix, p.stat().st_size) for s in sources for prefix, p in structure_files(s)]
-    tag = json.dumps([sources, min_length, max_length, max_identity, biotite.__version__, listing])
-    return f"proteins-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.json"
+    return [sources, min_length, max_length, max_identity, biotite.__version__, listing]
 
 
 def pool(sources: list[str], min_length: int, max_length: int, max_identity: float) -> list[Chain]:
@@ -235,14 +233,11 @@ def pool(sources: list[str], min_length: int, max_length: int, max_identity: flo
         return [{"id": c.id, "sequence": c.sequence, "backbone": np.round(c.backbone, 3).tolist(),
                  "residue_ids": c.residue_ids.tolist()} for c in chains]
 
-    name = _pool_name(sources, min_length, max_length, max_identity)
-    records = cached_json(name, build)
-    try:
+    def parse(records: list[dict]) -> list[Chain]:
         return [Chain(r["id"], r["sequence"], np.asarray(r["backbone"], dtype=np.float64),
                       np.asarray(r["residue_ids"], dtype=np.int64)) for r in records]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"task proteins: cached chain pool {name} under {cache_dir()} is unreadable ({exc}); "
-                        "delete it and rerun") from None
+
+    return cached_json("proteins", _pool_inputs(sources, min_length, max_length, max_identity), build, parse)
 
 
 def load(
