@@ -164,3 +164,61 @@ def test_numpy_row_and_column_chunks(metric):
     ref = knn_graph(X, 6, metric=metric, backend="faiss")
     score, idx = _knn_numpy(X, 6, metric, block_size=70, chunk=16)
     np.testing.assert_array_equal(idx, ref.indices)
+
+
+def _dense_reference(X: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Contract by brute force in float64: every pair's score computed directly, ties (1e-12 relative, chained)
+    by lower index; the same exact scores and tie rule as the engine, with no selection step at all."""
+    from benchmark.knn.graph import _exact_scores, _snap_sort, tie_tolerance
+
+    n = X.shape[0]
+    others = np.array([[j for j in range(n) if j != i] for i in range(n)])
+    s, idx = _snap_sort(_exact_scores(X, np.arange(n), others, metric), others, tie_tolerance(X.dtype))
+    vals = np.sqrt(np.maximum(-s[:, :k], 0.0)) if metric == "euclidean" else s[:, :k]
+    return idx[:, :k], vals
+
+
+def _near_ties(n: int = 240, d: int = 48, seed: int = 4) -> np.ndarray:
+    """Rows ~1e-4 apart around a few centres: their score gaps (cosine ~1e-10, squared distance ~1e-7) are far
+    below what a float32 product resolves at these norms and far above the 1e-12 tie tolerance, so a float32
+    selection alone cannot order them."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((6, d))
+    return centres[rng.integers(0, 6, n)] + 1e-4 * rng.standard_normal((n, d))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("case", ["gaussian", "near_ties", "lattice", "large", "small"])
+def test_float32_selection_of_float64_input_gives_the_float64_graph(case, metric):
+    """float64 input is multiplied in float32 on the numpy backend; the exact refine and the redo of rows an
+    unselected point could reach make the graph the brute-force float64 one, indices and values bit for bit."""
+    from benchmark.knn.graph import _selection_dtype
+
+    rng = np.random.default_rng(7)
+    X = {
+        "gaussian": lambda: rng.standard_normal((300, 64)),
+        "near_ties": _near_ties,
+        "lattice": lambda: rng.integers(0, 3, (250, 12)).astype(np.float64),
+        "large": lambda: 1e6 * rng.standard_normal((200, 32)),
+        "small": lambda: 1e-4 * rng.standard_normal((200, 32)),
+    }[case]()
+    if metric == "cosine":
+        X = prepare_features(X, clip_quantile=None)
+    assert _selection_dtype(X, "numpy") == np.float32
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*duplicate an earlier row.*")
+        g = knn_graph(X, 10, metric=metric, block_size=64)
+        ref_i, ref_v = _dense_reference(X, 10, metric)
+    assert np.array_equal(g.indices, ref_i)
+    assert np.array_equal(g.values, ref_v)
+
+
+def test_float64_input_beyond_float32_range_is_multiplied_in_float64():
+    from benchmark.knn.graph import _selection_dtype
+
+    X = np.random.default_rng(0).standard_normal((50, 8))
+    assert _selection_dtype(1e20 * X, "numpy") == np.float64
+    assert _selection_dtype(1e-8 * X, "numpy") == np.float64
+    assert _selection_dtype(X, "torch") == np.float64 and _selection_dtype(X, "faiss") == np.float32
+    g = knn_graph(1e20 * X, 5, metric="euclidean")
+    assert np.array_equal(g.indices, knn_graph(X, 5, metric="euclidean").indices)

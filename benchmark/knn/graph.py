@@ -261,8 +261,9 @@ def _update_cols(top_v: np.ndarray, top_i: np.ndarray, S: np.ndarray, row_offset
     _merge_candidates(top_v, top_i, c, r + row_offset, S[r, c], n)
 
 
-#: a block visitor: called as visit(S, a, b) with S = X[a:a+rows] @ X[b:b+cols].T (read only) for every block
-#: pair a <= b of the upper triangle, so a second quantity (e.g. rank counts) rides on the kNN pass's products
+#: a block visitor: called as visit(S, a, b) with S = X[a:a+rows] @ X[b:b+cols].T (read only, in the pass's
+#: dtype: float32 for float64 X, see `_selection_dtype`) for every block pair a <= b of the upper triangle, so
+#: a second quantity (e.g. rank counts, which bound float32 rounding) rides on the kNN pass's products
 BlockVisitor = Callable[[np.ndarray, int, int], None]
 
 
@@ -415,10 +416,33 @@ def _snap_sort(s: np.ndarray, idx: np.ndarray, tol: float) -> tuple[np.ndarray, 
     return np.take_along_axis(s, o, axis=1), np.take_along_axis(idx, o, axis=1)
 
 
-def _selection_error(X: np.ndarray, metric: str) -> float:
-    """Bound on |selection score - exact score| of the blocked GEMM in X's dtype (scale 1 for cosine)."""
-    scale = 1.0 if metric == "cosine" else 4.0 * float(np.einsum("ij,ij->i", X, X).max())
-    return 16 * float(np.finfo(X.dtype).eps) * float(np.sqrt(X.shape[1])) * scale
+#: candidates selected per row beyond k + 1: the exact scores of k + 1 + SELECT_EXTRA points decide a row, so a
+#: row is redone over all n points only when an unselected point could come within the selection's rounding
+#: error of its k-th place (with one extra candidate about half the rows of 2,048-d gaussian data were redone
+#: after a float32 selection, with 8 none: bench/README.md)
+SELECT_EXTRA = 8
+
+
+def _selection_error(X: np.ndarray, metric: str, dtype: np.dtype) -> float:
+    """Rigorous bound on |selection score - exact score| when the pass runs in `dtype` on X rounded to it:
+    (d + 8) u max|x|^2 (cosine) or (d + 8) u 4 max|x|^2 (euclidean scores 2 x.y - |x|^2 - |y|^2), u the unit
+    roundoff: gamma_d for each float product and squared norm, plus the rounding of the inputs and the adds."""
+    max_sq = float(np.einsum("ij,ij->i", X, X, dtype=np.float64).max())
+    scale = max_sq if metric == "cosine" else 4.0 * max_sq
+    return (X.shape[1] + 8) * float(np.finfo(dtype).eps) / 2 * scale
+
+
+def _selection_dtype(X: np.ndarray, backend: str) -> np.dtype:
+    """The dtype the pass multiplies in: float32 when X is float32, for faiss, and for float64 X on the numpy
+    backend whose largest squared row norm lies in [1e-10, 1e30] (far from float32's overflow, and its
+    underflow is negligible against the error bound); the exact float64 refine then decides, so the graph is
+    the float64 one at ~1.7x the GEMM speed. float64 otherwise."""
+    if X.dtype == np.float32 or backend == "faiss":
+        return np.dtype(np.float32)
+    max_sq = float(np.einsum("ij,ij->i", X, X).max())
+    if backend == "numpy" and 1e-10 <= max_sq <= 1e30:
+        return np.dtype(np.float32)
+    return np.dtype(X.dtype)
 
 
 def _refine(
@@ -437,7 +461,7 @@ def _refine(
     s, idx = _snap_sort(_exact_scores(X, rows, idx, metric) if scores is None else scores, idx, tol)
     if m > k:
         scale = 1.0 if metric == "cosine" else 4.0 * float(np.einsum("ij,ij->i", X, X).max())
-        err = _selection_error(X, metric) if err is None else err
+        err = _selection_error(X, metric, X.dtype) if err is None else err
         unsafe = np.flatnonzero(s[:, -1] + 2 * err >= s[:, k - 1] - tol * np.maximum(np.abs(s[:, k - 1]), 1.0))
         if unsafe.size:
             Xd = X.astype(np.float64, copy=False)
@@ -554,20 +578,24 @@ def euclidean_from_cosine(X: np.ndarray, graph: KnnGraph, k: int) -> KnnGraph:
 def _select(
     X: np.ndarray, k: int, metric: str, block_size: int, backend: str, device: str | None,
     visit: BlockVisitor | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The selection step of `knn_graph`: (n, m) candidate indices in selection order, m = min(k + 1, n - 1)."""
+) -> tuple[np.ndarray, float]:
+    """The selection step of `knn_graph`: (n, m) candidate indices in selection order, m = min(k + 1 +
+    SELECT_EXTRA, n - 1), and the bound on how far a selection score can be from the exact one."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         backend = "torch" if device not in (None, "cpu") else "numpy"
     if visit is not None and backend != "numpy":
         raise ValueError(f"a block visitor needs the numpy backend (it reads the blocked GEMM), got {backend!r}")
-    m = min(k + 1, X.shape[0] - 1)
+    m = min(k + 1 + SELECT_EXTRA, X.shape[0] - 1)
+    dtype = _selection_dtype(X, backend)
+    err = _selection_error(X, metric, dtype)
     if backend == "numpy":
-        return _knn_numpy(X, m, metric, block_size, visit=visit)[1]
+        Xs = X if X.dtype == dtype else np.ascontiguousarray(X, dtype=dtype)
+        return _knn_numpy(Xs, m, metric, block_size, visit=visit)[1], err
     if backend == "faiss":
-        return _knn_faiss(X, m, metric)[1]
-    return _knn_torch(X, m, metric, block_size, device)[1]
+        return _knn_faiss(X, m, metric)[1], err
+    return _knn_torch(X, m, metric, block_size, device)[1], err
 
 
 def knn_graph(
@@ -587,8 +615,9 @@ def knn_graph(
     backend: "numpy" (blocked symmetric GEMM, each block pair once), "faiss" (exact flat index,
     float32), "torch" (row blocks on `device`, default CUDA if available else CPU), "auto"
     (torch when a non-CPU `device` is given, else numpy: importing torch costs seconds).
-    Selection runs in float32 for float32 input, float64 otherwise; the stored values are then
-    recomputed directly in float64 for the chosen pairs (one extra candidate per row), so all
+    Selection runs in float32 on faiss, for float32 input, and for float64 input on the numpy backend
+    (rounded for the pass, see `_selection_dtype`), else in X's dtype; the stored values are then
+    recomputed directly in float64 for the k + 1 + SELECT_EXTRA chosen pairs, so all
     backends store the same numbers. Tie rule (exact): scores equal within `tie_tolerance` are ties,
     broken lower index first, both for which points enter the top k and for their order; rows whose
     k-th place may tie an unselected point are redone over all points in float64 (O(n d) each).
@@ -612,8 +641,8 @@ def knn_graph(
                              "'euclidean' and there is no pass for a visitor")
         return euclidean_from_cosine(X, candidates, k)
     X = _checked(X, k)
-    i = _select(X, k, metric, block_size, backend, device, visit)
-    v, i = _refine(X, i, k, metric)
+    i, err = _select(X, k, metric, block_size, backend, device, visit)
+    v, i = _refine(X, i, k, metric, err=err)
     return KnnGraph(np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(v), metric)
 
 
@@ -634,10 +663,10 @@ def knn_graphs(
     X = _checked(X, max(k, k_euc))
     sq, dev = _unit_deviation(X, "knn_graphs")
     m_sel = max(k, k_euc)
-    idx = _select(X, m_sel, "cosine", block_size, "numpy", None, visit)
+    idx, sel_err = _select(X, m_sel, "cosine", block_size, "numpy", None, visit)
     cos = _exact_scores(X, np.arange(X.shape[0]), idx, "cosine")
-    v, i = _refine(X, idx, k, "cosine", scores=cos)
+    v, i = _refine(X, idx, k, "cosine", scores=cos, err=sel_err)
     g = KnnGraph(np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(v), "cosine")
     # an unselected point's selection score is <= the last candidate's: exact ones differ by 2 selection errors
-    err = 2 * _selection_error(X, "cosine") + dev
+    err = 2 * sel_err + dev
     return g, _euclidean_from_scores(X, idx, cos, k_euc, sq, err)
