@@ -61,8 +61,8 @@ def linear_cka(X: np.ndarray, Y: np.ndarray, eps: float = 1e-6, unbiased: bool =
     Cost: n (d1^2 / 2 + d1 d2 + d2^2 / 2) multiply-adds (three cross products over row blocks, the two
     self products symmetric),
     O(d1^2 + d1 d2 + d2^2 + 8192 (d1 + d2)) memory: never an n x n kernel.
-    Measured (bench/bench_stage2.py, n = 50,000, d1 = d2 = 2,048, float32, 2 loaded cores): 15.3 s, 0.09x one
-    kNN graph of the same features, peak +0.19 GiB.
+    Measured (bench/bench_stage2.py run F, n = 50,000, d1 = d2 = 2,048, float32, 2 quiet cores): 5.3 s, 0.13x
+    one kNN graph of the same features, peak +0.19 GiB; float64 input (the pipeline's) costs about twice that.
     """
     X, Y = check_matrix(X, "X"), check_matrix(Y, "Y")
     if X.shape[0] != Y.shape[0]:

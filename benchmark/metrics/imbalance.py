@@ -132,8 +132,8 @@ class RankCounter:
     neighbours (e.g. the reference's cosine graph of unit rows, `.indices[:, :k]`).
 
     Cost on top of the pass: O(n^2 k) compares (2 per entry and neighbour, memory-bound) and two block-sized
-    buffers; memory O(n k) thresholds and counts. Measured (bench/bench_stage2.py, n = 50,000, d = 2,048, k = 1):
-    the fused pass with it costs 1.15x a plain kNN graph (this and the euclidean graph). A counter serves one
+    buffers; memory O(n k) thresholds and counts. Measured (bench/bench_stage2.py run F, n = 50,000, d = 2,048,
+    k = 1): the cosine pass with it costs 1.12x a plain kNN graph (44.4 s against 39.6 s). A counter serves one
     pass; `complete` says whether it saw every pair (False when the graph came from a cache: then `finish()`
     counts with a pass of its own).
     """
@@ -414,8 +414,8 @@ def imbalances_to_reference(
 
     Cost: N^2 d_ref / 2 float32 multiply-adds once, O(M N^2 k) compares (memory-bound, 2 per entry and
     model); memory O(N d_ref) + O(M N k) thresholds and counts + one set of block_size^2 buffers. Measured
-    (bench/bench_stage2.py, N = 50,000, d = 2,048, 2 loaded cores): 119.5 s shared + 6.7 s per model, i.e.
-    0.68x + 0.04x per model of one kNN graph of the same size.
+    (bench/bench_stage2.py run F, N = 50,000, d = 2,048, 2 quiet cores): 29.2 s shared + 4.6 s per model, i.e.
+    0.74x + 0.12x per model of one kNN graph of the same size (39.6 s).
     """
     ref = check_matrix(ref, "ref")
     n = ref.shape[0]
