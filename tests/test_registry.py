@@ -93,3 +93,10 @@ def test_task_name_must_match_file_and_roles_checked(tmp_path):
 def test_select_unknown_names_known_keys():
     msg = str(pytest.raises(ConfigError, select, {"a": 1, "b": 2}, ["c"], "model key", "models.yaml").value)
     assert "'c'" in msg and "models.yaml" in msg and "Known: a, b" in msg
+
+
+def test_select_suggests_the_closest_key_for_a_typo():
+    reg = {"sevenn-7net-0": 1, "chgnet-0.3.0": 2, "qm9": 3}
+    msg = str(pytest.raises(ConfigError, select, reg, ["sevenn-7net-O", "zzz"], "model key", "models.yaml").value)
+    assert "Did you mean 'sevenn-7net-0' for 'sevenn-7net-O'?" in msg and "for 'zzz'" not in msg
+    assert "Known: chgnet-0.3.0, qm9, sevenn-7net-0" in msg

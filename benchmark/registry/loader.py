@@ -8,6 +8,7 @@ looked up in the current directory first (``./models.yaml``), then in the packag
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 from pathlib import Path
@@ -189,8 +190,11 @@ def select(registry: dict[str, Any], keys: list[str] | None, what: str, source: 
         return list(registry.values())
     unknown = [k for k in keys if k not in registry]
     if unknown:
+        close = {k: difflib.get_close_matches(k, list(registry), n=1) for k in unknown}
+        hint = "; ".join(f"Did you mean {m[0]!r} for {k!r}?" for k, m in close.items() if m)
         raise ConfigError(
-            f"unknown {what} {', '.join(map(repr, unknown))}: not in {source}. Known: {', '.join(sorted(registry))}."
+            f"unknown {what} {', '.join(map(repr, unknown))}: not in {source}. " + (hint + " " if hint else "")
+            + f"Known: {', '.join(sorted(registry))}."
         )
     return [registry[k] for k in keys]
 
