@@ -4,6 +4,9 @@
 # (.github/workflows/model-release.yml), conda.yaml and MLproject all run it.
 #   ./install.sh          the package, the model zoo and the data packages
 #   ./install.sh --test   the same plus the test tools (pytest, Chromium for the page test, DADApy)
+#   ./install.sh --if-needed  the first form, unless this checkout is already installed in that Python (the
+#                         MLproject entry points start with it, so `mlflow run .` sets up an environment that
+#                         MLflow created itself, e.g. from conda.yaml, and costs a second when it is set up)
 # Environment:
 #   PYTHON                   interpreter to install into (default: python3)
 #   MATTERALIGN_TORCH_INDEX  index with the CPU torch wheel, used on Linux x86_64 when pip's configured
@@ -14,7 +17,17 @@ PY=${PYTHON:-python3}
 case "${1:-}" in
     "") with_tests=0 ;;
     --test) with_tests=1 ;;
-    *) echo "usage: ./install.sh [--test]" >&2; exit 2 ;;
+    --if-needed)
+        with_tests=0
+        # checked from / (not this folder, which would be on sys.path): only an installed package counts, and it
+        # must be this checkout's
+        here=$PWD
+        if (cd / && "$PY" -c "import sys, pathlib, torch, benchmark.cli
+sys.exit(pathlib.Path(benchmark.__file__).resolve().parents[1] != pathlib.Path(sys.argv[1]).resolve())" "$here") 2>/dev/null; then
+            printf 'install.sh: matteralign from %s is already installed in %s\n' "$PWD" "$("$PY" -c 'import sys; print(sys.prefix)')" >&2
+            exit 0
+        fi ;;
+    *) echo "usage: ./install.sh [--test | --if-needed]" >&2; exit 2 ;;
 esac
 TORCH_VERSION=2.13.0
 pip_install() { "$PY" -m pip install --quiet --disable-pip-version-check "$@"; }
