@@ -192,7 +192,7 @@ def _near_ties(n: int = 240, d: int = 48, seed: int = 4) -> np.ndarray:
 def test_float32_selection_of_float64_input_gives_the_float64_graph(case, metric):
     """float64 input is multiplied in float32 on the numpy backend; the exact refine and the redo of rows an
     unselected point could reach make the graph the brute-force float64 one, indices and values bit for bit."""
-    from benchmark.knn.graph import _selection_dtype
+    from benchmark.knn.graph import _max_sq, _selection_dtype
 
     rng = np.random.default_rng(7)
     X = {
@@ -204,7 +204,7 @@ def test_float32_selection_of_float64_input_gives_the_float64_graph(case, metric
     }[case]()
     if metric == "cosine":
         X = prepare_features(X, clip_quantile=None)
-    assert _selection_dtype(X, "numpy") == np.float32
+    assert _selection_dtype(X, "numpy", _max_sq(X)) == np.float32
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*duplicate an earlier row.*")
         g = knn_graph(X, 10, metric=metric, block_size=64)
@@ -214,11 +214,12 @@ def test_float32_selection_of_float64_input_gives_the_float64_graph(case, metric
 
 
 def test_float64_input_beyond_float32_range_is_multiplied_in_float64():
-    from benchmark.knn.graph import _selection_dtype
+    from benchmark.knn.graph import _max_sq, _selection_dtype
 
     X = np.random.default_rng(0).standard_normal((50, 8))
-    assert _selection_dtype(1e20 * X, "numpy") == np.float64
-    assert _selection_dtype(1e-8 * X, "numpy") == np.float64
-    assert _selection_dtype(X, "torch") == np.float64 and _selection_dtype(X, "faiss") == np.float32
+    for scaled in (1e20 * X, 1e-8 * X):
+        assert _selection_dtype(scaled, "numpy", _max_sq(scaled)) == np.float64
+    sq = _max_sq(X)
+    assert _selection_dtype(X, "torch", sq) == np.float64 and _selection_dtype(X, "faiss", sq) == np.float32
     g = knn_graph(1e20 * X, 5, metric="euclidean")
     assert np.array_equal(g.indices, knn_graph(X, 5, metric="euclidean").indices)

@@ -423,30 +423,33 @@ def _snap_sort(s: np.ndarray, idx: np.ndarray, tol: float) -> tuple[np.ndarray, 
 SELECT_EXTRA = 8
 
 
-def _selection_error(X: np.ndarray, metric: str, dtype: np.dtype) -> float:
-    """Rigorous bound on |selection score - exact score| when the pass runs in `dtype` on X rounded to it:
-    (d + 8) u max|x|^2 (cosine) or (d + 8) u 4 max|x|^2 (euclidean scores 2 x.y - |x|^2 - |y|^2), u the unit
-    roundoff: gamma_d for each float product and squared norm, plus the rounding of the inputs and the adds."""
-    max_sq = float(np.einsum("ij,ij->i", X, X, dtype=np.float64).max())
+def _max_sq(X: np.ndarray) -> float:
+    """The largest squared row norm of X (float64 sums)."""
+    return float(np.einsum("ij,ij->i", X, X, dtype=np.float64).max())
+
+
+def _selection_error(max_sq: float, d: int, metric: str, dtype: np.dtype) -> float:
+    """Rigorous bound on |selection score - exact score| when the pass runs in `dtype` on d-wide rows rounded
+    to it: (d + 8) u max|x|^2 (cosine) or (d + 8) u 4 max|x|^2 (euclidean scores 2 x.y - |x|^2 - |y|^2), u the
+    unit roundoff: gamma_d for each float product and squared norm, plus the rounding of the inputs and adds."""
     scale = max_sq if metric == "cosine" else 4.0 * max_sq
-    return (X.shape[1] + 8) * float(np.finfo(dtype).eps) / 2 * scale
+    return (d + 8) * float(np.finfo(dtype).eps) / 2 * scale
 
 
-def _selection_dtype(X: np.ndarray, backend: str) -> np.dtype:
+def _selection_dtype(X: np.ndarray, backend: str, max_sq: float) -> np.dtype:
     """The dtype the pass multiplies in: float32 when X is float32, for faiss, and for float64 X on the numpy
-    backend whose largest squared row norm lies in [1e-10, 1e30] (far from float32's overflow, and its
+    backend whose largest squared row norm `max_sq` lies in [1e-10, 1e30] (far from float32's overflow, and its
     underflow is negligible against the error bound); the exact float64 refine then decides, so the graph is
     the float64 one at ~1.7x the GEMM speed. float64 otherwise."""
     if X.dtype == np.float32 or backend == "faiss":
         return np.dtype(np.float32)
-    max_sq = float(np.einsum("ij,ij->i", X, X).max())
     if backend == "numpy" and 1e-10 <= max_sq <= 1e30:
         return np.dtype(np.float32)
     return np.dtype(X.dtype)
 
 
 def _refine(
-    X: np.ndarray, idx: np.ndarray, k: int, metric: str, scores: np.ndarray | None = None, err: float | None = None
+    X: np.ndarray, idx: np.ndarray, k: int, metric: str, *, err: float, scores: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply the tie rule exactly to selected candidates idx (n, m >= k): recompute their scores in
     float64 directly, O(n m d) (or take `scores`, the exact float64 scores of those pairs), snap ties,
@@ -460,8 +463,7 @@ def _refine(
     rows = np.arange(n)
     s, idx = _snap_sort(_exact_scores(X, rows, idx, metric) if scores is None else scores, idx, tol)
     if m > k:
-        scale = 1.0 if metric == "cosine" else 4.0 * float(np.einsum("ij,ij->i", X, X).max())
-        err = _selection_error(X, metric, X.dtype) if err is None else err
+        scale = 1.0 if metric == "cosine" else 4.0 * _max_sq(X)
         unsafe = np.flatnonzero(s[:, -1] + 2 * err >= s[:, k - 1] - tol * np.maximum(np.abs(s[:, k - 1]), 1.0))
         if unsafe.size:
             Xd = X.astype(np.float64, copy=False)
@@ -588,8 +590,9 @@ def _select(
     if visit is not None and backend != "numpy":
         raise ValueError(f"a block visitor needs the numpy backend (it reads the blocked GEMM), got {backend!r}")
     m = min(k + 1 + SELECT_EXTRA, X.shape[0] - 1)
-    dtype = _selection_dtype(X, backend)
-    err = _selection_error(X, metric, dtype)
+    max_sq = _max_sq(X)
+    dtype = _selection_dtype(X, backend, max_sq)
+    err = _selection_error(max_sq, X.shape[1], metric, dtype)
     if backend == "numpy":
         Xs = X if X.dtype == dtype else np.ascontiguousarray(X, dtype=dtype)
         return _knn_numpy(Xs, m, metric, block_size, visit=visit)[1], err
