@@ -134,6 +134,13 @@ def test_cli_reports_errors_without_traceback(registry, tmp_path, capsys):
     assert cli_main(["run", "--n-samples", "x=y", "--models-file", str(models)]) == 2
 
 
+def test_cli_unknown_command_suggests_the_closest(capsys):
+    assert cli_main(["rn", "--models", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'rn'. Did you mean 'run'?" in err and "reproduce" in err and "Traceback" not in err
+    assert cli_main(["zzzz"]) == 2 and "Did you mean" not in capsys.readouterr().err
+
+
 # --- issue-17 follow-ups: stored graphs for information imbalance, IDCor test, exclusions, task failures ---
 
 

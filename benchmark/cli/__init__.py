@@ -8,6 +8,7 @@ only when its command runs, so `--help` needs no model or plotting package. Shar
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 
@@ -44,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        print(f"matteralign: error: unknown command {argv[0]!r}.{hint} Commands: {', '.join(COMMANDS)} "
+              "(matteralign --help says what each does).", file=sys.stderr)
+        return 2
     parser = build_parser()
     args, _ = parser.parse_known_args(argv)
     if not getattr(args, "_module", None):
