@@ -1,5 +1,14 @@
 """Errors the user sees: each message names the file or key at fault and what to do about it."""
 
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """" Did you mean 'x'?" for the known name closest to a mistyped one (difflib's ratio >= 0.6), else ""."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
 
 class MatteralignError(Exception):
     """Base class: the CLI prints these as one paragraph, without a traceback."""

@@ -8,13 +8,12 @@ only when its command runs, so `--help` needs no model or plotting package. Shar
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import sys
 
 from benchmark import __version__
 from benchmark.cli.options import quiet_third_party
-from benchmark.errors import MatteralignError
+from benchmark.errors import MatteralignError, did_you_mean
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("benchmark.cli.run", "embed every (model, task), compute metrics, log MLflow runs, write the leaderboard"),
@@ -46,9 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
-        close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        print(f"matteralign: error: unknown command {argv[0]!r}.{hint} Commands: {', '.join(COMMANDS)} "
+        print(f"matteralign: error: unknown command {argv[0]!r}.{did_you_mean(argv[0], COMMANDS)} "
+              f"Commands: {', '.join(COMMANDS)} "
               "(matteralign --help says what each does).", file=sys.stderr)
         return 2
     parser = build_parser()

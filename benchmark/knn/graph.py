@@ -463,9 +463,9 @@ def _refine(
     rows = np.arange(n)
     s, idx = _snap_sort(_exact_scores(X, rows, idx, metric) if scores is None else scores, idx, tol)
     if m > k:
-        scale = 1.0 if metric == "cosine" else 4.0 * _max_sq(X)
         unsafe = np.flatnonzero(s[:, -1] + 2 * err >= s[:, k - 1] - tol * np.maximum(np.abs(s[:, k - 1]), 1.0))
         if unsafe.size:
+            scale = 1.0 if metric == "cosine" else 4.0 * _max_sq(X)
             Xd = X.astype(np.float64, copy=False)
             sq = np.einsum("ij,ij->i", Xd, Xd)
             for a in range(0, unsafe.size, 256):

@@ -8,7 +8,6 @@ looked up in the current directory first (``./models.yaml``), then in the packag
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import logging
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from benchmark.errors import ConfigError
+from benchmark.errors import ConfigError, did_you_mean
 from benchmark.registry.schema import BoardSpec, ModelEntry, ModelsFile, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -190,11 +189,10 @@ def select(registry: dict[str, Any], keys: list[str] | None, what: str, source: 
         return list(registry.values())
     unknown = [k for k in keys if k not in registry]
     if unknown:
-        close = {k: difflib.get_close_matches(k, list(registry), n=1) for k in unknown}
-        hint = "; ".join(f"Did you mean {m[0]!r} for {k!r}?" for k, m in close.items() if m)
+        hints = "".join(f"{hint[:-1]} for {k!r}?" for k in unknown if (hint := did_you_mean(k, registry)))
         raise ConfigError(
-            f"unknown {what} {', '.join(map(repr, unknown))}: not in {source}. " + (hint + " " if hint else "")
-            + f"Known: {', '.join(sorted(registry))}."
+            f"unknown {what} {', '.join(map(repr, unknown))}: not in {source}.{hints} "
+            f"Known: {', '.join(sorted(registry))}."
         )
     return [registry[k] for k in keys]
 
